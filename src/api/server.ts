@@ -1,0 +1,201 @@
+/**
+ * The HTTP binding: Fastify, Cloudflare's `/client/v4` paths, and the translation of every outcome into the
+ * envelope. Handlers return domain values; `defineRoute` does authentication, authorisation, body validation and
+ * envelope building, so no handler repeats it.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { TSchema } from '@sinclair/typebox';
+import type { AccessScope, AccessService } from '../domain/access.js';
+import type { AopService } from '../domain/aop.js';
+import { DomainError } from '../domain/errors.js';
+import type { Permission, Zone } from '../domain/model.js';
+import type { Principal, TenancyService } from '../domain/tenancy.js';
+import { StorageError } from '../storage/errors.js';
+import { authenticate, authorizeAccount, authorizeZone } from './auth.js';
+import { fail, ok, type ResultInfo, type WireMessage } from './envelope.js';
+import { ApiError, render, type ErrorFamily, type RenderedError } from './errors.js';
+import { compileBody } from './validate.js';
+
+export const API_PREFIX = '/client/v4';
+const HEX32 = /^[0-9a-f]{32}$/;
+
+export interface ApiServices {
+  tenancy: TenancyService;
+  aop: AopService;
+  access: AccessService;
+}
+
+export interface ApiOptions {
+  /** Largest accepted request body, bytes. */
+  bodyLimit?: number;
+  /** Fastify/pino logger options, or false. */
+  logger?: boolean | Record<string, unknown>;
+}
+
+export interface HandlerResult {
+  result: unknown;
+  resultInfo?: ResultInfo;
+  messages?: WireMessage[];
+  status?: number;
+}
+
+export interface RouteContext<B = unknown> {
+  req: FastifyRequest;
+  principal: Principal;
+  body: B;
+  params: Record<string, string>;
+  query: Record<string, string | string[] | undefined>;
+  /** Set on `/zones/:zone_id/...` routes. */
+  zone: Zone;
+  /** Set on Access routes (`/accounts/:account_id/...` and `/zones/:zone_id/...`). */
+  scope: AccessScope;
+}
+
+export interface RouteSpec<B = unknown> {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
+  /** Path below /client/v4, with `:zone_id` or `:account_id` when the route acts on one. */
+  url: string;
+  family: ErrorFamily;
+  /** Permission required on the route's zone or account; undefined = any authenticated caller. */
+  permission?: Permission;
+  body?: TSchema;
+  handler: (ctx: RouteContext<B>) => Promise<HandlerResult>;
+  /** Status of a successful answer (default 200). */
+  status?: number;
+}
+
+interface RegisteredPattern {
+  method: string;
+  regex: RegExp;
+}
+
+function patternOf(url: string): RegExp {
+  const source = url
+    .split('/')
+    .map((seg) => (seg.startsWith(':') ? '[^/]+' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+    .join('/');
+  return new RegExp(`^${API_PREFIX}${source}/?$`);
+}
+
+export function errorReply(reply: FastifyReply, rendered: RenderedError | RenderedError[]): FastifyReply {
+  const list = Array.isArray(rendered) ? rendered : [rendered];
+  return reply
+    .code(list[0].status)
+    .header('content-type', 'application/json; charset=utf-8')
+    .send(fail(list.map((r) => r.error)));
+}
+
+/** Maps anything thrown while serving a request to Cloudflare's envelope; unknown errors are logged, not shown. */
+export function renderError(err: unknown, req: FastifyRequest): RenderedError {
+  if (err instanceof DomainError) return render(err.kind, err.detail, err.pointer);
+  if (err instanceof ApiError) return render(err.kind, err.detail);
+  if (err instanceof StorageError) {
+    req.log.error({ err: { message: err.message, kind: err.kind } }, 'storage error');
+    return render('server.unavailable');
+  }
+  const code = (err as { code?: string })?.code;
+  switch (code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return render('request.too_large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return render('request.unsupported_media_type');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return render('request.body_required');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return render('request.malformed_json');
+  }
+  const status = (err as { statusCode?: number })?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    // A client error raised by Fastify itself (for example a malformed URL).
+    return { status, error: { code: 6100 + (status - 400), message: (err as Error).message } };
+  }
+  // Never echo an unknown error: it could contain request data. Log its message and stack only.
+  req.log.error({ err: { message: (err as Error)?.message, stack: (err as Error)?.stack } }, 'unhandled error');
+  return render('server.internal');
+}
+
+export function buildServer(services: ApiServices, options: ApiOptions = {}): FastifyInstance {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true, ignoreDuplicateSlashes: false },
+  });
+  const patterns: RegisteredPattern[] = [];
+
+  // JSON for every content type: curl -d sends application/x-www-form-urlencoded unless told otherwise.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, text, done) => {
+    const s = text as string;
+    if (s.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(s));
+    } catch {
+      done(new ApiError('request.malformed_json'), undefined);
+    }
+  });
+
+  app.setErrorHandler((err, req, reply) => errorReply(reply, renderError(err, req)));
+
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0];
+    const matching = patterns.filter((p) => p.regex.test(path));
+    if (matching.length > 0) {
+      const allowed = [...new Set(matching.map((p) => p.method))].join(', ');
+      reply.header('allow', allowed);
+      return errorReply(reply, render('route.method_not_allowed', `${req.method} (allowed: ${allowed})`));
+    }
+    return errorReply(reply, render('route.not_found'));
+  });
+
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.header('cache-control', 'no-store');
+    return payload;
+  });
+
+  function defineRoute<B>(spec: RouteSpec<B>): void {
+    const validate = spec.body ? compileBody<B>(spec.body, spec.family) : undefined;
+    patterns.push({ method: spec.method, regex: patternOf(spec.url) });
+    app.route({
+      method: spec.method,
+      url: `${API_PREFIX}${spec.url}`,
+      handler: async (req, reply) => {
+        const params = req.params as Record<string, string>;
+        for (const name of ['zone_id', 'account_id'] as const) {
+          if (params[name] !== undefined && !HEX32.test(params[name])) {
+            throw new ApiError('route.bad_identifier', req.url.split('?')[0]);
+          }
+        }
+        const principal = await authenticate(services.tenancy, req.headers);
+        const ctx = { req, principal, params, query: req.query as RouteContext['query'] } as RouteContext<B>;
+        if (params.zone_id !== undefined) {
+          const zone = spec.permission
+            ? await authorizeZone(services.tenancy, principal, params.zone_id, spec.permission)
+            : null;
+          if (zone) {
+            ctx.zone = zone;
+            ctx.scope = { type: 'zone', id: zone.id, accountId: zone.accountId, zone };
+          }
+        } else if (params.account_id !== undefined && spec.permission) {
+          await authorizeAccount(services.tenancy, principal, params.account_id, spec.permission);
+          ctx.scope = { type: 'account', id: params.account_id, accountId: params.account_id };
+        }
+        if (validate) {
+          if (req.body === undefined || req.body === null) throw new ApiError('request.body_required');
+          ctx.body = validate(req.body);
+        }
+        const r = await spec.handler(ctx);
+        return reply
+          .code(r.status ?? spec.status ?? 200)
+          .header('content-type', 'application/json; charset=utf-8')
+          .send(ok(r.result, r.resultInfo, r.messages));
+      },
+    });
+  }
+
+  return Object.assign(app, { defineRoute }) as FastifyInstance & { defineRoute: typeof defineRoute };
+}
+
+export type CertplaneServer = ReturnType<typeof buildServer> & {
+  defineRoute: <B>(spec: RouteSpec<B>) => void;
+};

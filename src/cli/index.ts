@@ -1,0 +1,204 @@
+#!/usr/bin/env node
+/**
+ * The `certplane` command: `serve`, and administration of accounts, zones, users and tokens. Administration
+ * commands open the same database the server uses (SQLite in WAL mode allows both at once).
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig, type CertplaneConfig } from '../config.js';
+import { DomainError } from '../domain/errors.js';
+import type { Scope, TokenPolicy } from '../domain/model.js';
+import { permissionsFromGroups } from '../domain/tenancy.js';
+import { createCertplane, StartupError, type Certplane } from '../main.js';
+import type { BootstrapResult } from '../domain/bootstrap.js';
+
+const program = new Command();
+program
+  .name('certplane')
+  .description('Self-hostable, Cloudflare-compatible mTLS certificate control plane')
+  .option('--data-dir <dir>', 'directory for the database and master key (env CERTPLANE_DATA_DIR)')
+  .option('--database <file>', 'SQLite database file (env CERTPLANE_DATABASE)')
+  .showHelpAfterError();
+
+function config(extra: Partial<CertplaneConfig> = {}): CertplaneConfig {
+  const o = program.opts<{ dataDir?: string; database?: string }>();
+  return loadConfig(process.env, { dataDir: o.dataDir, databasePath: o.database, ...extra });
+}
+
+function printBootstrap(b: BootstrapResult, baseUrl: string): void {
+  const lines = [
+    '',
+    'certplane: a new installation was created. These credentials are shown ONCE; store them now.',
+    `  account id   ${b.accountId}`,
+    `  zone         ${b.zoneName}  (zone id ${b.zoneId})`,
+    `  user email   ${b.email}`,
+    `  global key   ${b.apiKey}`,
+    `  API token    ${b.token}  (all permissions)`,
+    '',
+    'Try it:',
+    `  export CLOUDFLARE_API_TOKEN=${b.token} ZONE_ID=${b.zoneId} ACCOUNT_ID=${b.accountId}`,
+    `  curl ${baseUrl}/client/v4/zones/$ZONE_ID/origin_tls_client_auth/settings -H "Authorization: Bearer $CLOUDFLARE_API_TOKEN"`,
+    '',
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** Runs an administration action against the database, printing domain errors plainly. */
+async function admin(fn: (cp: Certplane) => Promise<void>): Promise<void> {
+  const cp = await createCertplane(config());
+  try {
+    if (cp.bootstrap) printBootstrap(cp.bootstrap, 'http://127.0.0.1:8080');
+    await fn(cp);
+  } finally {
+    await cp.close();
+  }
+}
+
+const json = (v: unknown): void => {
+  process.stdout.write(JSON.stringify(v, null, 2) + "\n");
+};
+
+function port(v: string): number {
+  if (!/^\d+$/.test(v) || Number(v) > 65535) throw new InvalidArgumentError('a port is 0-65535');
+  return Number(v);
+}
+
+program
+  .command('serve')
+  .description('run the API server (SQLite by default)')
+  .option('--host <host>', 'address to listen on (env CERTPLANE_HOST, default 127.0.0.1)')
+  .option('--port <port>', 'port to listen on (env CERTPLANE_PORT, default 8080)', port)
+  .action(async (opts: { host?: string; port?: number }) => {
+    const cfg = config({ ...(opts.host ? { host: opts.host } : {}), ...(opts.port !== undefined ? { port: opts.port } : {}) });
+    const cp = await createCertplane(cfg, { logger: { level: cfg.logLevel } });
+    const address = await cp.app.listen({ host: cfg.host, port: cfg.port });
+    cp.deployer.start(cfg.deployerIntervalMs);
+    if (cp.bootstrap) printBootstrap(cp.bootstrap, address.replace('0.0.0.0', '127.0.0.1'));
+    process.stdout.write(`certplane listening on ${address}/client/v4 (database ${cfg.databasePath})\n`);
+    let closing = false;
+    const shutdown = async () => {
+      if (closing) return;
+      closing = true;
+      await cp.close();
+      process.exit(0);
+    };
+    process.on('SIGINT', shutdown);
+    process.on('SIGTERM', shutdown);
+  });
+
+const account = program.command('account').description('manage accounts');
+account
+  .command('create <name>')
+  .description('create an account')
+  .action((name: string) => admin(async (cp) => json(await cp.services.tenancy.createAccount(name))));
+account.command('list').action(() => admin(async (cp) => json(await cp.services.tenancy.listAccounts())));
+
+const zone = program.command('zone').description('manage zones');
+zone
+  .command('create <name>')
+  .description('create a zone (apex name) in an account')
+  .requiredOption('--account <id>', 'owning account id')
+  .option('--china-network', 'the zone is China network enabled', false)
+  .action((name: string, o: { account: string; chinaNetwork: boolean }) =>
+    admin(async (cp) => json(await cp.services.tenancy.createZone({ name, accountId: o.account, chinaNetwork: o.chinaNetwork }))),
+  );
+zone
+  .command('china-network <zone_id> <on|off>')
+  .description('set whether a zone is China network enabled')
+  .action((id: string, v: string) =>
+    admin(async (cp) => {
+      if (v !== 'on' && v !== 'off') throw new InvalidArgumentError('use on or off');
+      json(await cp.services.tenancy.setZoneChinaNetwork(id, v === 'on'));
+    }),
+  );
+zone
+  .command('list')
+  .option('--account <id>', 'only zones of this account')
+  .action((o: { account?: string }) =>
+    admin(async (cp) =>
+      json((await cp.services.tenancy.listZones(o.account ? { accountIds: [o.account] } : {}, { page: 1, perPage: 100000 })).items),
+    ),
+  );
+
+const user = program.command('user').description('manage users (email + global API key)');
+user
+  .command('create <email>')
+  .description('create a user; prints the global API key once')
+  .requiredOption('--account <id...>', 'accounts the user is a member of')
+  .action((email: string, o: { account: string[] }) =>
+    admin(async (cp) => {
+      const { user: u, apiKey } = await cp.services.tenancy.createUser({ email, accountIds: o.account });
+      json({ id: u.id, email: u.email, api_key: apiKey });
+    }),
+  );
+user
+  .command('add-account <email> <account_id>')
+  .description('make a user a member of another account')
+  .action((email: string, accountId: string) => admin((cp) => cp.services.tenancy.addMembership(email, accountId)));
+user
+  .command('list')
+  .action(() => admin(async (cp) => json((await cp.services.tenancy.listUsers()).map((u) => ({ id: u.id, email: u.email })))));
+
+const token = program.command('token').description('manage API tokens');
+token
+  .command('create')
+  .description('create an API token; prints the secret once')
+  .requiredOption('--name <name>', 'token name')
+  .requiredOption(
+    '--permission <group...>',
+    'permission groups: "SSL and Certificates Read", "SSL and Certificates Write", "Access: Mutual TLS Certificates Read", "Access: Mutual TLS Certificates Write"',
+  )
+  .option('--zone <id...>', 'scope: these zones')
+  .option('--account <id...>', 'scope: these accounts (and all their zones)')
+  .option('--all', 'scope: every account and zone', false)
+  .option('--expires-on <iso>', 'expiry time (ISO 8601)')
+  .option('--not-before <iso>', 'not valid before (ISO 8601)')
+  .action((o: { name: string; permission: string[]; zone?: string[]; account?: string[]; all: boolean; expiresOn?: string; notBefore?: string }) =>
+    admin(async (cp) => {
+      const scopes: Scope[] = [
+        ...(o.all ? [{ type: 'all' as const }] : []),
+        ...(o.account ?? []).map((id) => ({ type: 'account' as const, id })),
+        ...(o.zone ?? []).map((id) => ({ type: 'zone' as const, id })),
+      ];
+      if (scopes.length === 0) throw new InvalidArgumentError('give --zone, --account or --all');
+      const date = (s: string | undefined, flag: string) => {
+        if (s === undefined) return null;
+        const d = new Date(s);
+        if (Number.isNaN(d.getTime())) throw new InvalidArgumentError(`${flag} must be an ISO 8601 time`);
+        return d;
+      };
+      const policies: TokenPolicy[] = [{ permissions: permissionsFromGroups(o.permission), scopes }];
+      const { token: t, secret } = await cp.services.tenancy.createToken({
+        name: o.name,
+        policies,
+        expiresOn: date(o.expiresOn, '--expires-on'),
+        notBefore: date(o.notBefore, '--not-before'),
+      });
+      json({ id: t.id, name: t.name, token: secret, policies: t.policies, expires_on: t.expiresOn, not_before: t.notBefore });
+    }),
+  );
+token
+  .command('list')
+  .action(() =>
+    admin(async (cp) =>
+      json(
+        (await cp.services.tenancy.listTokens()).map((t) => ({
+          id: t.id,
+          name: t.name,
+          status: t.status,
+          policies: t.policies,
+          expires_on: t.expiresOn,
+        })),
+      ),
+    ),
+  );
+token
+  .command('revoke <token_id>')
+  .description('revoke (disable) a token')
+  .action((id: string) => admin(async (cp) => json(await cp.services.tenancy.revokeToken(id).then((t) => ({ id: t.id, status: t.status })))));
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof DomainError) process.stderr.write(`certplane: ${err.kind}${err.detail ? `: ${err.detail}` : ''}\n`);
+  else if (err instanceof StartupError || err instanceof InvalidArgumentError) process.stderr.write(`certplane: ${err.message}\n`);
+  else process.stderr.write(`certplane: ${(err as Error)?.message ?? String(err)}\n`);
+  process.exit(1);
+});

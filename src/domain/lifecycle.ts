@@ -1,0 +1,154 @@
+/**
+ * The deployment lifecycle: initializing → pending_deployment → active, pending_deletion → deleted, with
+ * timeouts to *_timed_out. The deployer never decides on its own that something is live: it asks a
+ * `DeploymentGate`. Today the gate is a timer (no edge exists yet); the edge feed will provide a gate that answers
+ * "every live edge has acknowledged a version ≥ this one".
+ */
+import type { LifecycleTiming } from './config.js';
+import type { AopCertificate, HostnameAssociation, LifecycleStatus } from './model.js';
+import type { Clock, SettingsRollout, Store } from './ports.js';
+
+export interface DeploymentSubject {
+  /** Configuration version that introduced the change being deployed (or deleted). */
+  version: number;
+  statusChangedAt: Date;
+}
+
+export interface DeploymentGate {
+  /** Is the change that put this subject into pending_deployment live everywhere it must be? */
+  isDeployed(subject: DeploymentSubject, now: Date): Promise<boolean>;
+  /** Is the deletion of this subject complete everywhere? */
+  isRemoved(subject: DeploymentSubject, now: Date): Promise<boolean>;
+}
+
+/** The gate used until edges exist: a deployment completes a fixed delay after it started. */
+export function createTimerGate(timing: Pick<LifecycleTiming, 'deployDelayMs' | 'deleteDelayMs'>): DeploymentGate {
+  return {
+    isDeployed: async (s, now) => now.getTime() - s.statusChangedAt.getTime() >= timing.deployDelayMs,
+    isRemoved: async (s, now) => now.getTime() - s.statusChangedAt.getTime() >= timing.deleteDelayMs,
+  };
+}
+
+/** Statuses in which a subject is waiting for the data plane. */
+export const DEPLOYING: LifecycleStatus[] = ['initializing', 'pending_deployment'];
+
+type Transition = { to: LifecycleStatus } | null;
+
+async function nextStatus(
+  subject: DeploymentSubject & { status: LifecycleStatus },
+  gate: DeploymentGate,
+  timing: LifecycleTiming,
+  now: Date,
+): Promise<Transition> {
+  const age = now.getTime() - subject.statusChangedAt.getTime();
+  switch (subject.status) {
+    case 'initializing':
+      return { to: 'pending_deployment' };
+    case 'pending_deployment':
+      if (await gate.isDeployed(subject, now)) return { to: 'active' };
+      return age >= timing.deployTimeoutMs ? { to: 'deployment_timed_out' } : null;
+    case 'pending_deletion':
+      if (await gate.isRemoved(subject, now)) return { to: 'deleted' };
+      return age >= timing.deleteTimeoutMs ? { to: 'deletion_timed_out' } : null;
+    default:
+      return null;
+  }
+}
+
+export interface TickReport {
+  transitions: number;
+  purged: number;
+}
+
+export interface Deployer {
+  /** One pass over everything in flight; returns what changed. Safe to call at any time, from tests too. */
+  tick(): Promise<TickReport>;
+  /** Runs `tick` every `intervalMs` until `stop` is called. */
+  start(intervalMs: number): void;
+  stop(): Promise<void>;
+}
+
+const BATCH = 500;
+const IN_FLIGHT: LifecycleStatus[] = ['initializing', 'pending_deployment', 'pending_deletion'];
+
+export function createDeployer(deps: {
+  store: Store;
+  clock: Clock;
+  gate: DeploymentGate;
+  timing: LifecycleTiming;
+  onError?: (err: unknown) => void;
+}): Deployer {
+  const { store, clock, gate, timing } = deps;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> = Promise.resolve();
+
+  async function advance<T extends DeploymentSubject & { status: LifecycleStatus }>(
+    item: T,
+    now: Date,
+  ): Promise<T | null> {
+    const t = await nextStatus(item, gate, timing, now);
+    if (!t) return null;
+    return { ...item, status: t.to, statusChangedAt: now };
+  }
+
+  async function tick(): Promise<TickReport> {
+    const now = clock.now();
+    const report: TickReport = { transitions: 0, purged: 0 };
+    await store.write(async (r) => {
+      // `initializing` moves on at once; other states wait on the gate or the timeout.
+      for (const cert of await r.aop.listCertificatesInStatus(IN_FLIGHT, now, BATCH)) {
+        const next = await advance<AopCertificate>(cert, now);
+        if (next) {
+          await r.aop.updateCertificate(next);
+          report.transitions++;
+        }
+      }
+      for (const assoc of await r.aop.listAssociationsInStatus(IN_FLIGHT, now, BATCH)) {
+        const next = await advance<HostnameAssociation>(assoc, now);
+        if (next) {
+          await r.aop.upsertAssociation(next);
+          report.transitions++;
+        }
+      }
+      for (const rollout of await r.access.listSettingsRolloutsInStatus('pending_deployment', now, BATCH)) {
+        const next = await advance<SettingsRollout>(rollout, now);
+        if (next) {
+          await r.access.putSettingsRollout(next);
+          report.transitions++;
+        }
+      }
+      // Tombstones are readable for the retention period, then purged.
+      const expired = new Date(now.getTime() - timing.retentionMs);
+      for (const cert of await r.aop.listCertificatesInStatus(['deleted'], expired, BATCH)) {
+        await r.aop.purgeCertificate(cert.id);
+        report.purged++;
+      }
+      for (const assoc of await r.aop.listAssociationsInStatus(['deleted'], expired, BATCH)) {
+        await r.aop.purgeAssociation(assoc.zoneId, assoc.hostname);
+        report.purged++;
+      }
+    });
+    return report;
+  }
+
+  return {
+    tick() {
+      // Ticks never overlap, whoever calls them.
+      const p = running.then(tick, tick);
+      running = p.catch(() => undefined);
+      return p;
+    },
+    start(intervalMs) {
+      if (timer) return;
+      timer = setInterval(() => {
+        this.tick().catch((err) => deps.onError?.(err));
+      }, intervalMs);
+      timer.unref();
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await running;
+    },
+  };
+}

@@ -1,0 +1,144 @@
+/**
+ * Ports: what the domain needs from the outside world. Storage adapters (SQLite now, PostgreSQL later) implement
+ * `Store`; the composition root supplies a clock, id generation and the key vault.
+ * Every repository method is async so the same domain code runs over synchronous and networked drivers.
+ */
+import type {
+  Account,
+  AccessCertificate,
+  AccessHostnameSetting,
+  AccessScopeType,
+  ApiToken,
+  AopCertificate,
+  AopCertificateKind,
+  HostnameAssociation,
+  LifecycleStatus,
+  Page,
+  PageRequest,
+  User,
+  Zone,
+} from './model.js';
+
+export interface Clock {
+  now(): Date;
+}
+
+export interface Ids {
+  /** 32 lowercase hex characters (accounts, zones, users, tokens). */
+  hex32(): string;
+  /** RFC 4122 v4 UUID (certificates). */
+  uuid(): string;
+}
+
+/** Seals private keys before they reach storage; opens them only for the data plane. */
+export interface Sealer {
+  seal(recordId: string, plaintext: string): string;
+  open(recordId: string, envelope: string): string;
+}
+
+export interface ZoneQuery {
+  name?: string;
+  /** Visibility: zones of these accounts OR with these ids. Both undefined = every zone. */
+  accountIds?: string[];
+  zoneIds?: string[];
+}
+
+export interface TenancyRepo {
+  insertAccount(a: Account): Promise<void>;
+  getAccount(id: string): Promise<Account | null>;
+  listAccounts(): Promise<Account[]>;
+
+  insertZone(z: Zone): Promise<void>;
+  getZone(id: string): Promise<Zone | null>;
+  getZoneByName(name: string): Promise<Zone | null>;
+  listZones(q: ZoneQuery, page: PageRequest): Promise<Page<Zone>>;
+  updateZone(z: Zone): Promise<void>;
+
+  insertUser(u: User): Promise<void>;
+  getUser(id: string): Promise<User | null>;
+  getUserByEmail(email: string): Promise<User | null>;
+  listUsers(): Promise<User[]>;
+  addMembership(accountId: string, userId: string): Promise<void>;
+  listMemberships(userId: string): Promise<string[]>;
+
+  insertToken(t: ApiToken): Promise<void>;
+  getToken(id: string): Promise<ApiToken | null>;
+  getTokenBySecretHash(hash: string): Promise<ApiToken | null>;
+  listTokens(): Promise<ApiToken[]>;
+  updateToken(t: ApiToken): Promise<void>;
+
+  /** Small key/value store for installation metadata (bootstrap marker, vault verification token). */
+  getMeta(key: string): Promise<string | null>;
+  setMeta(key: string, value: string): Promise<void>;
+}
+
+export interface AopRepo {
+  insertCertificate(c: AopCertificate): Promise<void>;
+  updateCertificate(c: AopCertificate): Promise<void>;
+  getCertificate(zoneId: string, kind: AopCertificateKind, id: string): Promise<AopCertificate | null>;
+  /** Any certificate by id, whatever its zone or kind (to tell "wrong kind" from "unknown"). */
+  findCertificateById(id: string): Promise<AopCertificate | null>;
+  getCertificateByFingerprint(zoneId: string, kind: AopCertificateKind, fingerprintSha256: string): Promise<AopCertificate | null>;
+  /** Certificates of a zone and kind, newest upload first, excluding the given statuses. */
+  listCertificates(zoneId: string, kind: AopCertificateKind, excludeStatuses: LifecycleStatus[]): Promise<AopCertificate[]>;
+  countCertificates(zoneId: string, kind: AopCertificateKind, excludeStatuses: LifecycleStatus[]): Promise<number>;
+  purgeCertificate(id: string): Promise<void>;
+
+  getAssociation(zoneId: string, hostname: string): Promise<HostnameAssociation | null>;
+  upsertAssociation(a: HostnameAssociation): Promise<void>;
+  purgeAssociation(zoneId: string, hostname: string): Promise<void>;
+  /** Associations of a zone, hostname order; statuses undefined = all. */
+  listAssociations(zoneId: string, statuses: LifecycleStatus[] | undefined, page: PageRequest): Promise<Page<HostnameAssociation>>;
+  /** Associations that still reference the certificate (enabled true or false, not voided). */
+  countLiveAssociations(certId: string): Promise<number>;
+
+  /** Lifecycle work for the deployer: rows in a status that began at or before `changedBefore`. */
+  listCertificatesInStatus(statuses: LifecycleStatus[], changedBefore: Date, limit: number): Promise<AopCertificate[]>;
+  listAssociationsInStatus(statuses: LifecycleStatus[], changedBefore: Date, limit: number): Promise<HostnameAssociation[]>;
+}
+
+export interface AccessRepo {
+  insertCertificate(c: AccessCertificate): Promise<void>;
+  updateCertificate(c: AccessCertificate): Promise<void>;
+  deleteCertificate(id: string): Promise<void>;
+  getCertificate(scopeType: AccessScopeType, scopeId: string, id: string): Promise<AccessCertificate | null>;
+  getCertificateByFingerprint(scopeType: AccessScopeType, scopeId: string, fingerprintSha256: string): Promise<AccessCertificate | null>;
+  listCertificates(scopeType: AccessScopeType, scopeId: string, page: PageRequest): Promise<Page<AccessCertificate>>;
+  /** Every Access certificate of the account: account-scoped and those of the account's zones. */
+  countAccountCertificates(accountId: string): Promise<number>;
+
+  listSettings(scopeType: AccessScopeType, scopeId: string): Promise<AccessHostnameSetting[]>;
+  upsertSetting(s: AccessHostnameSetting): Promise<void>;
+  deleteSetting(scopeType: AccessScopeType, scopeId: string, hostname: string): Promise<void>;
+
+  /** Deployment state of the last settings update of a scope (for Cloudflare's 409 "still being updated"). */
+  getSettingsRollout(scopeType: AccessScopeType, scopeId: string): Promise<SettingsRollout | null>;
+  putSettingsRollout(r: SettingsRollout): Promise<void>;
+  listSettingsRolloutsInStatus(status: LifecycleStatus, changedBefore: Date, limit: number): Promise<SettingsRollout[]>;
+}
+
+export interface SettingsRollout {
+  scopeType: AccessScopeType;
+  scopeId: string;
+  status: LifecycleStatus; // pending_deployment | active | deployment_timed_out
+  statusChangedAt: Date;
+  version: number;
+}
+
+export interface Repos {
+  tenancy: TenancyRepo;
+  aop: AopRepo;
+  access: AccessRepo;
+  /** Allocates the next configuration version (monotonic, one per committed change). */
+  nextVersion(): Promise<number>;
+  currentVersion(): Promise<number>;
+}
+
+export interface Store {
+  /** Runs `fn` as one atomic transaction: every write in it happens, or none does. */
+  write<T>(fn: (r: Repos) => Promise<T>): Promise<T>;
+  /** Runs reads against a consistent view. */
+  read<T>(fn: (r: Repos) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+  readonly dialect: 'sqlite' | 'postgres';
+}

@@ -1,0 +1,26 @@
+/** Small helpers shared by the domain services. */
+import { DomainError } from './errors.js';
+import { normalizeHostname, parentDomains } from './hostnames.js';
+import type { Zone } from './model.js';
+import type { Repos } from './ports.js';
+
+export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export const HEX32_RE = /^[0-9a-f]{32}$/;
+
+export const isUuid = (s: string): boolean => UUID_RE.test(s);
+
+/** Normalises a hostname or throws `hostname_invalid` pointing at the field. */
+export function requireHostname(input: unknown, pointer?: string): string {
+  const r = normalizeHostname(input);
+  if (!r.ok) throw new DomainError('hostname_invalid', r.message, pointer);
+  return r.hostname;
+}
+
+/** The zone that owns a hostname: the longest zone apex that the hostname is equal to or under. */
+export async function owningZone(r: Repos, hostname: string): Promise<Zone | null> {
+  for (const candidate of parentDomains(hostname)) {
+    const zone = await r.tenancy.getZoneByName(candidate);
+    if (zone) return zone;
+  }
+  return null;
+}

@@ -1,0 +1,112 @@
+/**
+ * Composition root: builds the store, key vault, services, deployer and HTTP server from a configuration.
+ * Services are plain factory functions wired here; nothing is hidden in framework decorators.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { registerAccessRoutes } from './api/routes/access.js';
+import { registerAopRoutes } from './api/routes/aop.js';
+import { registerTenancyRoutes } from './api/routes/tenancy.js';
+import { buildServer, type ApiServices, type CertplaneServer } from './api/server.js';
+import type { CertplaneConfig } from './config.js';
+import { checkVerificationToken, createKeyVault, loadOrCreateMasterKey, verificationToken, type KeyVault } from './crypto/vault.js';
+import { createAccessService } from './domain/access.js';
+import { createAopService } from './domain/aop.js';
+import { bootstrapIfEmpty, type BootstrapResult } from './domain/bootstrap.js';
+import { createDeployer, createTimerGate, type Deployer } from './domain/lifecycle.js';
+import type { Clock, Ids, Store } from './domain/ports.js';
+import { createTenancyService } from './domain/tenancy.js';
+import { openSqliteStore } from './storage/sqlite/store.js';
+
+export const systemClock: Clock = { now: () => new Date() };
+export const randomIds: Ids = {
+  hex32: () => randomBytes(16).toString('hex'),
+  uuid: () => randomUUID(),
+};
+
+export interface Certplane {
+  app: FastifyInstance;
+  services: ApiServices;
+  store: Store;
+  vault: KeyVault;
+  deployer: Deployer;
+  /** Set when this start created a new installation: the credentials, shown once. */
+  bootstrap: BootstrapResult | null;
+  close(): Promise<void>;
+}
+
+export class StartupError extends Error {
+  override readonly name = 'StartupError';
+}
+
+const VAULT_CHECK = 'vault.verification';
+
+export async function createCertplane(
+  config: CertplaneConfig,
+  deps: { clock?: Clock; ids?: Ids; store?: Store; logger?: boolean | Record<string, unknown> } = {},
+): Promise<Certplane> {
+  const clock = deps.clock ?? systemClock;
+  const ids = deps.ids ?? randomIds;
+  const { key } = loadOrCreateMasterKey({ env: config.masterKey, keyFile: config.masterKeyFile });
+  const vault = createKeyVault(key);
+  const store = deps.store ?? openSqliteStore({ path: config.databasePath });
+
+  try {
+    // The database remembers a token sealed with its master key: a different key is refused before anything runs.
+    const check = await store.read((r) => r.tenancy.getMeta(VAULT_CHECK));
+    if (check === null) {
+      await store.write((r) => r.tenancy.setMeta(VAULT_CHECK, verificationToken(vault)));
+    } else {
+      let matches = false;
+      try {
+        matches = checkVerificationToken(vault, check);
+      } catch {
+        matches = false;
+      }
+      if (!matches) {
+        throw new StartupError(
+          'The master key does not match the one this database was created with. Set CERTPLANE_MASTER_KEY ' +
+            `(or CERTPLANE_MASTER_KEY_FILE, now ${config.masterKeyFile}) to the original key; certplane will not start ` +
+            'with a different key because it could not decrypt any stored private key.',
+        );
+      }
+    }
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+
+  const tenancy = createTenancyService({ store, clock, ids });
+  const aop = createAopService({ store, clock, ids, sealer: vault, config: config.domain });
+  const access = createAccessService({ store, clock, ids, config: config.domain });
+  const services: ApiServices = { tenancy, aop, access };
+
+  const bootstrap = await bootstrapIfEmpty(store, tenancy, config.bootstrap, clock.now());
+
+  const app = buildServer(services, { bodyLimit: config.bodyLimit, logger: deps.logger ?? false }) as CertplaneServer;
+  registerAopRoutes(app, services, config.domain);
+  registerAccessRoutes(app, services);
+  registerTenancyRoutes(app, services);
+
+  const deployer = createDeployer({
+    store,
+    clock,
+    gate: createTimerGate(config.domain.lifecycle),
+    timing: config.domain.lifecycle,
+    onError: (err) => app.log.error({ err: { message: (err as Error).message } }, 'deployer tick failed'),
+  });
+
+  return {
+    app,
+    services,
+    store,
+    vault,
+    deployer,
+    bootstrap,
+    async close() {
+      await deployer.stop();
+      await app.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,487 @@
+/** SQLite implementations of the domain's repositories: plain SQL, statements prepared once. */
+import type Database from 'better-sqlite3';
+import type {
+  AccessCertificate,
+  AccessHostnameSetting,
+  Account,
+  ApiToken,
+  AopCertificate,
+  HostnameAssociation,
+  LifecycleStatus,
+  Page,
+  PageRequest,
+  User,
+  Zone,
+} from '../../domain/model.js';
+import type { AccessRepo, AopRepo, Repos, SettingsRollout, TenancyRepo, ZoneQuery } from '../../domain/ports.js';
+
+type Row = Record<string, unknown>;
+
+const iso = (d: Date): string => d.toISOString();
+const isoOrNull = (d: Date | null): string | null => (d ? d.toISOString() : null);
+const date = (v: unknown): Date => new Date(v as string);
+const dateOrNull = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(v as string));
+const bool = (v: unknown): boolean => v === 1 || v === true;
+const offset = (p: PageRequest) => (p.page - 1) * p.perPage;
+
+/** Prepares each SQL text once and reuses it. */
+function statements(db: Database.Database) {
+  const cache = new Map<string, Database.Statement>();
+  return (sql: string): Database.Statement => {
+    let s = cache.get(sql);
+    if (!s) {
+      s = db.prepare(sql);
+      cache.set(sql, s);
+    }
+    return s;
+  };
+}
+
+const toZone = (r: Row): Zone => ({
+  id: r.id as string,
+  name: r.name as string,
+  accountId: r.account_id as string,
+  chinaNetwork: bool(r.china_network),
+  aopEnabled: bool(r.aop_enabled),
+  status: 'active',
+  createdAt: date(r.created_at),
+  modifiedAt: date(r.modified_at),
+});
+
+const toToken = (r: Row): ApiToken => ({
+  id: r.id as string,
+  name: r.name as string,
+  secretHash: r.secret_hash as string,
+  status: r.status as ApiToken['status'],
+  policies: JSON.parse(r.policies as string),
+  notBefore: dateOrNull(r.not_before),
+  expiresOn: dateOrNull(r.expires_on),
+  createdAt: date(r.created_at),
+  revokedAt: dateOrNull(r.revoked_at),
+});
+
+const toUser = (r: Row): User => ({
+  id: r.id as string,
+  email: r.email as string,
+  apiKeyHash: r.api_key_hash as string,
+  createdAt: date(r.created_at),
+});
+
+const toAopCert = (r: Row): AopCertificate => ({
+  id: r.id as string,
+  zoneId: r.zone_id as string,
+  kind: r.kind as AopCertificate['kind'],
+  certificate: r.certificate as string,
+  privateKeySealed: r.private_key_sealed as string,
+  fingerprintSha256: r.fingerprint_sha256 as string,
+  issuer: r.issuer as string,
+  serialNumber: r.serial_number as string,
+  signature: r.signature as string,
+  expiresOn: date(r.expires_on),
+  uploadedOn: date(r.uploaded_on),
+  updatedAt: date(r.updated_at),
+  status: r.status as LifecycleStatus,
+  statusChangedAt: date(r.status_changed_at),
+  version: r.version as number,
+});
+
+const toAssociation = (r: Row): HostnameAssociation => ({
+  zoneId: r.zone_id as string,
+  hostname: r.hostname as string,
+  certId: r.cert_id as string,
+  enabled: r.enabled === null ? null : bool(r.enabled),
+  status: r.status as LifecycleStatus,
+  statusChangedAt: date(r.status_changed_at),
+  version: r.version as number,
+  createdAt: date(r.created_at),
+  updatedAt: date(r.updated_at),
+});
+
+const toAccessCert = (r: Row): AccessCertificate => ({
+  id: r.id as string,
+  scopeType: r.scope_type as AccessCertificate['scopeType'],
+  scopeId: r.scope_id as string,
+  accountId: r.account_id as string,
+  name: r.name as string,
+  certificate: r.certificate as string,
+  fingerprintSha256: r.fingerprint_sha256 as string,
+  fingerprintMd5: r.fingerprint_md5 as string,
+  associatedHostnames: JSON.parse(r.associated_hostnames as string),
+  expiresOn: date(r.expires_on),
+  createdAt: date(r.created_at),
+  updatedAt: date(r.updated_at),
+  version: r.version as number,
+});
+
+const toSetting = (r: Row): AccessHostnameSetting => ({
+  scopeType: r.scope_type as AccessHostnameSetting['scopeType'],
+  scopeId: r.scope_id as string,
+  hostname: r.hostname as string,
+  chinaNetwork: bool(r.china_network),
+  clientCertificateForwarding: bool(r.client_certificate_forwarding),
+  updatedAt: date(r.updated_at),
+  version: r.version as number,
+});
+
+const toRollout = (r: Row): SettingsRollout => ({
+  scopeType: r.scope_type as SettingsRollout['scopeType'],
+  scopeId: r.scope_id as string,
+  status: r.status as LifecycleStatus,
+  statusChangedAt: date(r.status_changed_at),
+  version: r.version as number,
+});
+
+/** `IN (...)` over a list of statuses, as a JSON array so one prepared statement serves any list. */
+const IN_STATUSES = 'IN (SELECT value FROM json_each(:statuses))';
+
+export function createSqliteRepos(db: Database.Database): Repos {
+  const q = statements(db);
+  const one = <T>(sql: string, map: (r: Row) => T, params: unknown = {}): T | null => {
+    const row = q(sql).get(params) as Row | undefined;
+    return row ? map(row) : null;
+  };
+  const all = <T>(sql: string, map: (r: Row) => T, params: unknown = {}): T[] =>
+    (q(sql).all(params) as Row[]).map(map);
+  const count = (sql: string, params: unknown): number => (q(sql).get(params) as { n: number }).n;
+
+  const tenancy: TenancyRepo = {
+    async insertAccount(a: Account) {
+      q('INSERT INTO accounts (id, name, created_at) VALUES (:id, :name, :created_at)').run({
+        id: a.id,
+        name: a.name,
+        created_at: iso(a.createdAt),
+      });
+    },
+    getAccount: async (id) =>
+      one('SELECT * FROM accounts WHERE id = :id', (r) => ({ id: r.id as string, name: r.name as string, createdAt: date(r.created_at) }), { id }),
+    listAccounts: async () =>
+      all('SELECT * FROM accounts ORDER BY created_at, id', (r) => ({ id: r.id as string, name: r.name as string, createdAt: date(r.created_at) })),
+
+    async insertZone(z) {
+      q(`INSERT INTO zones (id, name, account_id, china_network, aop_enabled, status, created_at, modified_at)
+         VALUES (:id, :name, :account_id, :china_network, :aop_enabled, :status, :created_at, :modified_at)`).run(zoneParams(z));
+    },
+    async updateZone(z) {
+      q(`UPDATE zones SET name = :name, account_id = :account_id, china_network = :china_network,
+         aop_enabled = :aop_enabled, status = :status, modified_at = :modified_at WHERE id = :id`).run(zoneParams(z));
+    },
+    getZone: async (id) => one('SELECT * FROM zones WHERE id = :id', toZone, { id }),
+    getZoneByName: async (name) => one('SELECT * FROM zones WHERE name = :name', toZone, { name }),
+    async listZones(zq: ZoneQuery, page: PageRequest): Promise<Page<Zone>> {
+      const where = `WHERE (:name IS NULL OR name = :name)
+        AND ((:accounts IS NULL AND :zones IS NULL)
+          OR account_id IN (SELECT value FROM json_each(coalesce(:accounts, '[]')))
+          OR id IN (SELECT value FROM json_each(coalesce(:zones, '[]'))))`;
+      const params = {
+        name: zq.name ?? null,
+        accounts: zq.accountIds ? JSON.stringify(zq.accountIds) : null,
+        zones: zq.zoneIds ? JSON.stringify(zq.zoneIds) : null,
+      };
+      return {
+        totalCount: count(`SELECT count(*) AS n FROM zones ${where}`, params),
+        items: all(`SELECT * FROM zones ${where} ORDER BY name LIMIT :limit OFFSET :offset`, toZone, {
+          ...params,
+          limit: page.perPage,
+          offset: offset(page),
+        }),
+      };
+    },
+
+    async insertUser(u) {
+      q('INSERT INTO users (id, email, api_key_hash, created_at) VALUES (:id, :email, :api_key_hash, :created_at)').run({
+        id: u.id,
+        email: u.email,
+        api_key_hash: u.apiKeyHash,
+        created_at: iso(u.createdAt),
+      });
+    },
+    getUser: async (id) => one('SELECT * FROM users WHERE id = :id', toUser, { id }),
+    getUserByEmail: async (email) => one('SELECT * FROM users WHERE email = :email', toUser, { email }),
+    listUsers: async () => all('SELECT * FROM users ORDER BY email', toUser),
+    async addMembership(accountId, userId) {
+      q('INSERT OR IGNORE INTO memberships (account_id, user_id) VALUES (:a, :u)').run({ a: accountId, u: userId });
+    },
+    listMemberships: async (userId) =>
+      all('SELECT account_id FROM memberships WHERE user_id = :u ORDER BY account_id', (r) => r.account_id as string, { u: userId }),
+
+    async insertToken(t) {
+      q(`INSERT INTO tokens (id, name, secret_hash, status, policies, not_before, expires_on, created_at, revoked_at)
+         VALUES (:id, :name, :secret_hash, :status, :policies, :not_before, :expires_on, :created_at, :revoked_at)`).run(tokenParams(t));
+    },
+    async updateToken(t) {
+      q(`UPDATE tokens SET name = :name, secret_hash = :secret_hash, status = :status, policies = :policies,
+         not_before = :not_before, expires_on = :expires_on, revoked_at = :revoked_at WHERE id = :id`).run(tokenParams(t));
+    },
+    getToken: async (id) => one('SELECT * FROM tokens WHERE id = :id', toToken, { id }),
+    getTokenBySecretHash: async (hash) => one('SELECT * FROM tokens WHERE secret_hash = :hash', toToken, { hash }),
+    listTokens: async () => all('SELECT * FROM tokens ORDER BY created_at, id', toToken),
+
+    getMeta: async (key) => one('SELECT value FROM meta WHERE key = :key', (r) => r.value as string, { key }),
+    async setMeta(key, value) {
+      q('INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run({ key, value });
+    },
+  };
+
+  const aop: AopRepo = {
+    async insertCertificate(c) {
+      q(`INSERT INTO aop_certificates (id, zone_id, kind, certificate, private_key_sealed, fingerprint_sha256, issuer,
+           serial_number, signature, expires_on, uploaded_on, updated_at, status, status_changed_at, version)
+         VALUES (:id, :zone_id, :kind, :certificate, :private_key_sealed, :fingerprint_sha256, :issuer,
+           :serial_number, :signature, :expires_on, :uploaded_on, :updated_at, :status, :status_changed_at, :version)`).run(aopParams(c));
+    },
+    async updateCertificate(c) {
+      q(`UPDATE aop_certificates SET certificate = :certificate, private_key_sealed = :private_key_sealed,
+           fingerprint_sha256 = :fingerprint_sha256, issuer = :issuer, serial_number = :serial_number,
+           signature = :signature, expires_on = :expires_on, uploaded_on = :uploaded_on, updated_at = :updated_at,
+           status = :status, status_changed_at = :status_changed_at, version = :version
+         WHERE id = :id AND zone_id = :zone_id AND kind = :kind`).run(aopParams(c));
+    },
+    getCertificate: async (zoneId, kind, id) =>
+      one('SELECT * FROM aop_certificates WHERE id = :id AND zone_id = :zone AND kind = :kind', toAopCert, { id, zone: zoneId, kind }),
+    findCertificateById: async (id) => one('SELECT * FROM aop_certificates WHERE id = :id', toAopCert, { id }),
+    getCertificateByFingerprint: async (zoneId, kind, fp) =>
+      one(
+        'SELECT * FROM aop_certificates WHERE zone_id = :zone AND kind = :kind AND fingerprint_sha256 = :fp',
+        toAopCert,
+        { zone: zoneId, kind, fp },
+      ),
+    listCertificates: async (zoneId, kind, exclude) =>
+      all(
+        `SELECT * FROM aop_certificates WHERE zone_id = :zone AND kind = :kind
+           AND status NOT IN (SELECT value FROM json_each(:statuses)) ORDER BY uploaded_on DESC, id`,
+        toAopCert,
+        { zone: zoneId, kind, statuses: JSON.stringify(exclude) },
+      ),
+    countCertificates: async (zoneId, kind, exclude) =>
+      count(
+        `SELECT count(*) AS n FROM aop_certificates WHERE zone_id = :zone AND kind = :kind
+           AND status NOT IN (SELECT value FROM json_each(:statuses))`,
+        { zone: zoneId, kind, statuses: JSON.stringify(exclude) },
+      ),
+    async purgeCertificate(id) {
+      q('DELETE FROM aop_certificates WHERE id = :id').run({ id });
+    },
+
+    getAssociation: async (zoneId, hostname) =>
+      one('SELECT * FROM aop_associations WHERE zone_id = :zone AND hostname = :hostname', toAssociation, { zone: zoneId, hostname }),
+    async upsertAssociation(a) {
+      q(`INSERT INTO aop_associations (zone_id, hostname, cert_id, enabled, status, status_changed_at, version, created_at, updated_at)
+         VALUES (:zone_id, :hostname, :cert_id, :enabled, :status, :status_changed_at, :version, :created_at, :updated_at)
+         ON CONFLICT (zone_id, hostname) DO UPDATE SET cert_id = excluded.cert_id, enabled = excluded.enabled,
+           status = excluded.status, status_changed_at = excluded.status_changed_at, version = excluded.version,
+           created_at = excluded.created_at, updated_at = excluded.updated_at`).run({
+        zone_id: a.zoneId,
+        hostname: a.hostname,
+        cert_id: a.certId,
+        enabled: a.enabled === null ? null : a.enabled ? 1 : 0,
+        status: a.status,
+        status_changed_at: iso(a.statusChangedAt),
+        version: a.version,
+        created_at: iso(a.createdAt),
+        updated_at: iso(a.updatedAt),
+      });
+    },
+    async purgeAssociation(zoneId, hostname) {
+      q('DELETE FROM aop_associations WHERE zone_id = :zone AND hostname = :hostname').run({ zone: zoneId, hostname });
+    },
+    async listAssociations(zoneId, statuses, page) {
+      const params = { zone: zoneId, statuses: statuses ? JSON.stringify(statuses) : null };
+      const where = `WHERE zone_id = :zone AND (:statuses IS NULL OR status ${IN_STATUSES})`;
+      return {
+        totalCount: count(`SELECT count(*) AS n FROM aop_associations ${where}`, params),
+        items: all(`SELECT * FROM aop_associations ${where} ORDER BY hostname LIMIT :limit OFFSET :offset`, toAssociation, {
+          ...params,
+          limit: page.perPage,
+          offset: offset(page),
+        }),
+      };
+    },
+    countLiveAssociations: async (certId) =>
+      count(
+        `SELECT count(*) AS n FROM aop_associations WHERE cert_id = :cert AND enabled IS NOT NULL
+           AND status NOT IN ('pending_deletion', 'deleted')`,
+        { cert: certId },
+      ),
+    listCertificatesInStatus: async (statuses, before, limit) =>
+      all(
+        `SELECT * FROM aop_certificates WHERE status ${IN_STATUSES} AND status_changed_at <= :before
+           ORDER BY status_changed_at LIMIT :limit`,
+        toAopCert,
+        { statuses: JSON.stringify(statuses), before: iso(before), limit },
+      ),
+    listAssociationsInStatus: async (statuses, before, limit) =>
+      all(
+        `SELECT * FROM aop_associations WHERE status ${IN_STATUSES} AND status_changed_at <= :before
+           ORDER BY status_changed_at LIMIT :limit`,
+        toAssociation,
+        { statuses: JSON.stringify(statuses), before: iso(before), limit },
+      ),
+  };
+
+  const access: AccessRepo = {
+    async insertCertificate(c) {
+      q(`INSERT INTO access_certificates (id, scope_type, scope_id, account_id, name, certificate, fingerprint_sha256,
+           fingerprint_md5, associated_hostnames, expires_on, created_at, updated_at, version)
+         VALUES (:id, :scope_type, :scope_id, :account_id, :name, :certificate, :fingerprint_sha256,
+           :fingerprint_md5, :associated_hostnames, :expires_on, :created_at, :updated_at, :version)`).run(accessParams(c));
+    },
+    async updateCertificate(c) {
+      q(`UPDATE access_certificates SET name = :name, associated_hostnames = :associated_hostnames,
+           updated_at = :updated_at, version = :version WHERE id = :id`).run(accessParams(c));
+    },
+    async deleteCertificate(id) {
+      q('DELETE FROM access_certificates WHERE id = :id').run({ id });
+    },
+    getCertificate: async (scopeType, scopeId, id) =>
+      one(
+        'SELECT * FROM access_certificates WHERE id = :id AND scope_type = :t AND scope_id = :s',
+        toAccessCert,
+        { id, t: scopeType, s: scopeId },
+      ),
+    getCertificateByFingerprint: async (scopeType, scopeId, fp) =>
+      one(
+        'SELECT * FROM access_certificates WHERE scope_type = :t AND scope_id = :s AND fingerprint_sha256 = :fp',
+        toAccessCert,
+        { t: scopeType, s: scopeId, fp },
+      ),
+    async listCertificates(scopeType, scopeId, page) {
+      const params = { t: scopeType, s: scopeId };
+      return {
+        totalCount: count('SELECT count(*) AS n FROM access_certificates WHERE scope_type = :t AND scope_id = :s', params),
+        items: all(
+          `SELECT * FROM access_certificates WHERE scope_type = :t AND scope_id = :s
+             ORDER BY created_at, id LIMIT :limit OFFSET :offset`,
+          toAccessCert,
+          { ...params, limit: page.perPage, offset: offset(page) },
+        ),
+      };
+    },
+    countAccountCertificates: async (accountId) =>
+      count('SELECT count(*) AS n FROM access_certificates WHERE account_id = :a', { a: accountId }),
+
+    listSettings: async (scopeType, scopeId) =>
+      all('SELECT * FROM access_settings WHERE scope_type = :t AND scope_id = :s ORDER BY hostname', toSetting, {
+        t: scopeType,
+        s: scopeId,
+      }),
+    async upsertSetting(s) {
+      q(`INSERT INTO access_settings (scope_type, scope_id, hostname, china_network, client_certificate_forwarding, updated_at, version)
+         VALUES (:t, :s, :hostname, :china, :fwd, :updated_at, :version)
+         ON CONFLICT (scope_type, scope_id, hostname) DO UPDATE SET china_network = excluded.china_network,
+           client_certificate_forwarding = excluded.client_certificate_forwarding, updated_at = excluded.updated_at,
+           version = excluded.version`).run({
+        t: s.scopeType,
+        s: s.scopeId,
+        hostname: s.hostname,
+        china: s.chinaNetwork ? 1 : 0,
+        fwd: s.clientCertificateForwarding ? 1 : 0,
+        updated_at: iso(s.updatedAt),
+        version: s.version,
+      });
+    },
+    async deleteSetting(scopeType, scopeId, hostname) {
+      q('DELETE FROM access_settings WHERE scope_type = :t AND scope_id = :s AND hostname = :h').run({
+        t: scopeType,
+        s: scopeId,
+        h: hostname,
+      });
+    },
+    getSettingsRollout: async (scopeType, scopeId) =>
+      one('SELECT * FROM access_settings_rollouts WHERE scope_type = :t AND scope_id = :s', toRollout, { t: scopeType, s: scopeId }),
+    async putSettingsRollout(r) {
+      q(`INSERT INTO access_settings_rollouts (scope_type, scope_id, status, status_changed_at, version)
+         VALUES (:t, :s, :status, :changed, :version)
+         ON CONFLICT (scope_type, scope_id) DO UPDATE SET status = excluded.status,
+           status_changed_at = excluded.status_changed_at, version = excluded.version`).run({
+        t: r.scopeType,
+        s: r.scopeId,
+        status: r.status,
+        changed: iso(r.statusChangedAt),
+        version: r.version,
+      });
+    },
+    listSettingsRolloutsInStatus: async (status, before, limit) =>
+      all(
+        `SELECT * FROM access_settings_rollouts WHERE status = :status AND status_changed_at <= :before
+           ORDER BY status_changed_at LIMIT :limit`,
+        toRollout,
+        { status, before: iso(before), limit },
+      ),
+  };
+
+  return {
+    tenancy,
+    aop,
+    access,
+    async nextVersion() {
+      return (q('UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version').get() as { version: number })
+        .version;
+    },
+    currentVersion: async () => (q('SELECT version FROM config_version WHERE id = 1').get() as { version: number }).version,
+  };
+}
+
+function zoneParams(z: Zone) {
+  return {
+    id: z.id,
+    name: z.name,
+    account_id: z.accountId,
+    china_network: z.chinaNetwork ? 1 : 0,
+    aop_enabled: z.aopEnabled ? 1 : 0,
+    status: z.status,
+    created_at: iso(z.createdAt),
+    modified_at: iso(z.modifiedAt),
+  };
+}
+
+function tokenParams(t: ApiToken) {
+  return {
+    id: t.id,
+    name: t.name,
+    secret_hash: t.secretHash,
+    status: t.status,
+    policies: JSON.stringify(t.policies),
+    not_before: isoOrNull(t.notBefore),
+    expires_on: isoOrNull(t.expiresOn),
+    created_at: iso(t.createdAt),
+    revoked_at: isoOrNull(t.revokedAt),
+  };
+}
+
+function aopParams(c: AopCertificate) {
+  return {
+    id: c.id,
+    zone_id: c.zoneId,
+    kind: c.kind,
+    certificate: c.certificate,
+    private_key_sealed: c.privateKeySealed,
+    fingerprint_sha256: c.fingerprintSha256,
+    issuer: c.issuer,
+    serial_number: c.serialNumber,
+    signature: c.signature,
+    expires_on: iso(c.expiresOn),
+    uploaded_on: iso(c.uploadedOn),
+    updated_at: iso(c.updatedAt),
+    status: c.status,
+    status_changed_at: iso(c.statusChangedAt),
+    version: c.version,
+  };
+}
+
+function accessParams(c: AccessCertificate) {
+  return {
+    id: c.id,
+    scope_type: c.scopeType,
+    scope_id: c.scopeId,
+    account_id: c.accountId,
+    name: c.name,
+    certificate: c.certificate,
+    fingerprint_sha256: c.fingerprintSha256,
+    fingerprint_md5: c.fingerprintMd5,
+    associated_hostnames: JSON.stringify(c.associatedHostnames),
+    expires_on: iso(c.expiresOn),
+    created_at: iso(c.createdAt),
+    updated_at: iso(c.updatedAt),
+    version: c.version,
+  };
+}

@@ -1,0 +1,109 @@
+/**
+ * SQLite adapter (better-sqlite3). One connection per process, WAL mode. Every write runs in `BEGIN IMMEDIATE`
+ * behind an in-process queue, so transactions never interleave even though the domain awaits between statements;
+ * reads wait only while a write transaction is open on the connection (they would otherwise see its uncommitted rows).
+ * Driver errors become `StorageError`s at this boundary.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Repos, Store } from '../../domain/ports.js';
+import { loadMigrations } from '../migrate.js';
+import { StorageError } from '../errors.js';
+import { createSqliteRepos } from './repos.js';
+
+export interface SqliteStoreOptions {
+  /** File path, or ':memory:'. */
+  path: string;
+}
+
+function translate(err: unknown): unknown {
+  const code = (err as { code?: string })?.code;
+  if (typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT')) {
+    return new StorageError('conflict', `constraint violated (${code})`, err);
+  }
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return new StorageError('busy', 'database is busy', err);
+  if (typeof code === 'string' && code.startsWith('SQLITE_')) return new StorageError('unavailable', code, err);
+  return err;
+}
+
+export function migrateSqlite(db: Database.Database): string[] {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)');
+  const applied = new Set(
+    (db.prepare('SELECT name FROM schema_migrations').all() as { name: string }[]).map((r) => r.name),
+  );
+  const done: string[] = [];
+  for (const m of loadMigrations('sqlite')) {
+    if (applied.has(m.name)) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)').run(m.name, new Date().toISOString());
+    }).immediate();
+    done.push(m.name);
+  }
+  return done;
+}
+
+export function openSqliteStore(opts: SqliteStoreOptions): Store {
+  if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
+  let db: Database.Database;
+  try {
+    db = new Database(opts.path);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    migrateSqlite(db);
+  } catch (err) {
+    throw translate(err);
+  }
+  const repos: Repos = createSqliteRepos(db);
+
+  let queue: Promise<unknown> = Promise.resolve();
+  let inWrite = false;
+
+  async function runWrite<T>(fn: (r: Repos) => Promise<T>): Promise<T> {
+    inWrite = true;
+    try {
+      db.exec('BEGIN IMMEDIATE');
+    } catch (err) {
+      inWrite = false;
+      throw translate(err);
+    }
+    try {
+      const result = await fn(repos);
+      db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      if (db.inTransaction) db.exec('ROLLBACK');
+      throw translate(err);
+    } finally {
+      inWrite = false;
+    }
+  }
+
+  function enqueue<T>(job: () => Promise<T>): Promise<T> {
+    const p = queue.then(job, job);
+    queue = p.catch(() => undefined);
+    return p;
+  }
+
+  return {
+    dialect: 'sqlite',
+    write: (fn) => enqueue(() => runWrite(fn)),
+    async read(fn) {
+      const run = async () => {
+        try {
+          return await fn(repos);
+        } catch (err) {
+          throw translate(err);
+        }
+      };
+      return inWrite ? enqueue(run) : run();
+    },
+    async close() {
+      await queue;
+      if (db.open) db.close();
+    },
+  };
+}
