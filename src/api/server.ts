@@ -67,6 +67,8 @@ export interface RouteSpec<B = unknown> {
 interface RegisteredPattern {
   method: string;
   regex: RegExp;
+  /** Static segments: like the router, the most specific pattern wins. */
+  statics: number;
 }
 
 function patternOf(url: string): RegExp {
@@ -139,7 +141,9 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
 
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0];
-    const matching = patterns.filter((p) => p.regex.test(path));
+    const candidates = patterns.filter((p) => p.regex.test(path));
+    const best = Math.max(...candidates.map((p) => p.statics));
+    const matching = candidates.filter((p) => p.statics === best);
     if (matching.length > 0) {
       const allowed = [...new Set(matching.map((p) => p.method))].join(', ');
       reply.header('allow', allowed);
@@ -155,7 +159,11 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
 
   function defineRoute<B>(spec: RouteSpec<B>): void {
     const validate = spec.body ? compileBody<B>(spec.body, spec.family) : undefined;
-    patterns.push({ method: spec.method, regex: patternOf(spec.url) });
+    patterns.push({
+      method: spec.method,
+      regex: patternOf(spec.url),
+      statics: spec.url.split('/').filter((s) => s && !s.startsWith(':')).length,
+    });
     app.route({
       method: spec.method,
       url: `${API_PREFIX}${spec.url}`,
