@@ -1,0 +1,338 @@
+/**
+ * The storage contract: one behavioural suite that every `Store` adapter must pass (SQLite today, PostgreSQL
+ * next). Run it with `runStorageContract(name, factory)`; the factory returns a fresh, empty, migrated store.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { AccessCertificate, AopCertificate, HostnameAssociation, Zone } from '../../src/domain/model.js';
+import type { Store } from '../../src/domain/ports.js';
+import { StorageError } from '../../src/storage/errors.js';
+
+const T0 = new Date('2026-01-01T00:00:00.000Z');
+const at = (ms: number) => new Date(T0.getTime() + ms);
+const hex = (n: number) => n.toString(16).padStart(32, '0');
+const uuid = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
+
+function zone(n: number, accountId: string, name: string): Zone {
+  return { id: hex(n), name, accountId, chinaNetwork: n % 2 === 0, aopEnabled: false, status: 'active', createdAt: at(n), modifiedAt: at(n) };
+}
+
+function cert(n: number, zoneId: string, kind: 'zone' | 'hostname', extra: Partial<AopCertificate> = {}): AopCertificate {
+  return {
+    id: uuid(n),
+    zoneId,
+    kind,
+    certificate: `-----BEGIN CERTIFICATE-----\n${n}\n-----END CERTIFICATE-----\n`,
+    privateKeySealed: `v1.sealed.${n}`,
+    fingerprintSha256: `fp${n}`,
+    issuer: 'Issuer',
+    serialNumber: String(n),
+    signature: 'SHA256WithRSA',
+    expiresOn: at(1e9),
+    uploadedOn: at(n * 1000),
+    updatedAt: at(n * 1000),
+    status: 'initializing',
+    statusChangedAt: at(n * 1000),
+    version: n,
+    ...extra,
+  };
+}
+
+function assoc(hostname: string, zoneId: string, certId: string, extra: Partial<HostnameAssociation> = {}): HostnameAssociation {
+  return {
+    zoneId,
+    hostname,
+    certId,
+    enabled: true,
+    status: 'pending_deployment',
+    statusChangedAt: T0,
+    version: 1,
+    createdAt: T0,
+    updatedAt: T0,
+    ...extra,
+  };
+}
+
+function accessCert(n: number, scopeType: 'account' | 'zone', scopeId: string, accountId: string): AccessCertificate {
+  return {
+    id: uuid(1000 + n),
+    scopeType,
+    scopeId,
+    accountId,
+    name: `ca ${n}`,
+    certificate: 'pem',
+    fingerprintSha256: `afp${n}`,
+    fingerprintMd5: 'MD5 Fingerprint=00',
+    associatedHostnames: [`h${n}.example.com`],
+    expiresOn: at(1e9),
+    createdAt: at(n),
+    updatedAt: at(n),
+    version: n,
+  };
+}
+
+export function runStorageContract(name: string, factory: () => Promise<Store>): void {
+  describe(`storage contract: ${name}`, () => {
+    let store: Store;
+    const A = hex(1);
+    const B = hex(2);
+    let z1: Zone;
+    let z2: Zone;
+
+    before(async () => {
+      store = await factory();
+      await store.write(async (r) => {
+        await r.tenancy.insertAccount({ id: A, name: 'A', createdAt: T0 });
+        await r.tenancy.insertAccount({ id: B, name: 'B', createdAt: at(1) });
+        z1 = zone(10, A, 'example.com');
+        z2 = zone(11, B, 'example.org');
+        await r.tenancy.insertZone(z1);
+        await r.tenancy.insertZone(z2);
+      });
+    });
+    after(async () => store.close());
+
+    test('accounts and zones round-trip; zones are found by id and by name', async () => {
+      await store.read(async (r) => {
+        assert.deepEqual(await r.tenancy.getAccount(A), { id: A, name: 'A', createdAt: T0 });
+        assert.equal(await r.tenancy.getAccount(hex(99)), null);
+        assert.deepEqual(await r.tenancy.getZone(z1.id), z1);
+        assert.deepEqual(await r.tenancy.getZoneByName('example.org'), z2);
+        assert.equal(await r.tenancy.getZoneByName('nope.example'), null);
+        assert.deepEqual((await r.tenancy.listAccounts()).map((a) => a.id), [A, B]);
+      });
+    });
+
+    test('zone listing filters by name and by visibility (accounts OR zone ids), with paging', async () => {
+      await store.read(async (r) => {
+        const all = await r.tenancy.listZones({}, { page: 1, perPage: 10 });
+        assert.deepEqual(all.items.map((z) => z.name), ['example.com', 'example.org']);
+        assert.equal(all.totalCount, 2);
+        assert.deepEqual((await r.tenancy.listZones({ name: 'example.org' }, { page: 1, perPage: 10 })).items, [z2]);
+        assert.deepEqual((await r.tenancy.listZones({ accountIds: [A] }, { page: 1, perPage: 10 })).items, [z1]);
+        assert.deepEqual((await r.tenancy.listZones({ accountIds: [], zoneIds: [z2.id] }, { page: 1, perPage: 10 })).items, [z2]);
+        const union = await r.tenancy.listZones({ accountIds: [A], zoneIds: [z2.id] }, { page: 2, perPage: 1 });
+        assert.deepEqual(union.items, [z2]);
+        assert.equal(union.totalCount, 2);
+        const none = await r.tenancy.listZones({ accountIds: [], zoneIds: [] }, { page: 1, perPage: 10 });
+        assert.deepEqual(none, { items: [], totalCount: 0 });
+      });
+    });
+
+    test('users, memberships, tokens and meta round-trip', async () => {
+      await store.write(async (r) => {
+        await r.tenancy.insertUser({ id: hex(20), email: 'a@example.com', apiKeyHash: 'h1', createdAt: T0 });
+        await r.tenancy.addMembership(A, hex(20));
+        await r.tenancy.addMembership(A, hex(20)); // idempotent
+        await r.tenancy.addMembership(B, hex(20));
+        await r.tenancy.insertToken({
+          id: hex(30),
+          name: 't',
+          secretHash: 'sh',
+          status: 'active',
+          policies: [{ permissions: ['ssl:read'], scopes: [{ type: 'zone', id: z1.id }] }],
+          notBefore: null,
+          expiresOn: at(5000),
+          createdAt: T0,
+          revokedAt: null,
+        });
+        await r.tenancy.setMeta('k', 'v1');
+        await r.tenancy.setMeta('k', 'v2');
+      });
+      await store.read(async (r) => {
+        assert.equal((await r.tenancy.getUserByEmail('a@example.com'))?.id, hex(20));
+        assert.deepEqual(await r.tenancy.listMemberships(hex(20)), [A, B]);
+        const t = await r.tenancy.getTokenBySecretHash('sh');
+        assert.deepEqual(t?.policies, [{ permissions: ['ssl:read'], scopes: [{ type: 'zone', id: z1.id }] }]);
+        assert.deepEqual(t?.expiresOn, at(5000));
+        assert.equal(await r.tenancy.getMeta('k'), 'v2');
+        assert.equal(await r.tenancy.getMeta('missing'), null);
+      });
+      await store.write(async (r) => {
+        const t = (await r.tenancy.getToken(hex(30)))!;
+        await r.tenancy.updateToken({ ...t, status: 'disabled', revokedAt: at(9) });
+      });
+      assert.equal((await store.read((r) => r.tenancy.getToken(hex(30))))?.status, 'disabled');
+    });
+
+    test('AOP certificates: namespaces by zone and kind, fingerprint lookup, ordering, counting, purge', async () => {
+      await store.write(async (r) => {
+        await r.aop.insertCertificate(cert(1, z1.id, 'hostname'));
+        await r.aop.insertCertificate(cert(2, z1.id, 'hostname', { status: 'deleted' }));
+        await r.aop.insertCertificate(cert(3, z1.id, 'zone'));
+        await r.aop.insertCertificate(cert(4, z2.id, 'hostname'));
+      });
+      await store.read(async (r) => {
+        assert.deepEqual(await r.aop.getCertificate(z1.id, 'hostname', uuid(1)), cert(1, z1.id, 'hostname'));
+        assert.equal(await r.aop.getCertificate(z1.id, 'zone', uuid(1)), null, 'kinds are separate namespaces');
+        assert.equal(await r.aop.getCertificate(z2.id, 'hostname', uuid(1)), null, 'zones are separate');
+        assert.equal((await r.aop.findCertificateById(uuid(3)))?.kind, 'zone');
+        assert.equal((await r.aop.getCertificateByFingerprint(z1.id, 'hostname', 'fp2'))?.id, uuid(2));
+        assert.deepEqual((await r.aop.listCertificates(z1.id, 'hostname', [])).map((c) => c.id), [uuid(2), uuid(1)]);
+        assert.deepEqual((await r.aop.listCertificates(z1.id, 'hostname', ['deleted'])).map((c) => c.id), [uuid(1)]);
+        assert.equal(await r.aop.countCertificates(z1.id, 'hostname', ['deleted']), 1);
+        assert.equal(await r.aop.countCertificates(z1.id, 'hostname', []), 2);
+      });
+      await store.write(async (r) => {
+        await r.aop.updateCertificate({ ...cert(1, z1.id, 'hostname'), status: 'active', statusChangedAt: at(77), version: 9 });
+        await r.aop.purgeCertificate(uuid(2));
+      });
+      await store.read(async (r) => {
+        const c = await r.aop.getCertificate(z1.id, 'hostname', uuid(1));
+        assert.equal(c?.status, 'active');
+        assert.deepEqual(c?.statusChangedAt, at(77));
+        assert.equal(c?.version, 9);
+        assert.equal(await r.aop.findCertificateById(uuid(2)), null);
+      });
+    });
+
+    test('a duplicate certificate fingerprint in one zone and kind is a StorageError conflict', async () => {
+      await assert.rejects(
+        store.write((r) => r.aop.insertCertificate(cert(5, z1.id, 'hostname', { fingerprintSha256: 'fp1' }))),
+        (e: unknown) => e instanceof StorageError && e.kind === 'conflict',
+      );
+    });
+
+    test('associations: upsert by (zone, hostname), status filters, paging, live counts, in-flight queries', async () => {
+      await store.write(async (r) => {
+        await r.aop.upsertAssociation(assoc('a.example.com', z1.id, uuid(1), { status: 'active' }));
+        await r.aop.upsertAssociation(assoc('b.example.com', z1.id, uuid(1)));
+        await r.aop.upsertAssociation(assoc('c.example.com', z1.id, uuid(1), { enabled: false, status: 'active' }));
+        await r.aop.upsertAssociation(assoc('d.example.com', z1.id, uuid(1), { enabled: null, status: 'deleted', statusChangedAt: at(-5) }));
+        await r.aop.upsertAssociation(assoc('b.example.com', z1.id, uuid(1), { status: 'active', statusChangedAt: at(3) }));
+      });
+      await store.read(async (r) => {
+        assert.equal((await r.aop.getAssociation(z1.id, 'b.example.com'))?.status, 'active');
+        assert.equal((await r.aop.getAssociation(z1.id, 'd.example.com'))?.enabled, null);
+        assert.equal((await r.aop.getAssociation(z1.id, 'c.example.com'))?.enabled, false);
+        const active = await r.aop.listAssociations(z1.id, ['active'], { page: 1, perPage: 2 });
+        assert.deepEqual(active.items.map((a) => a.hostname), ['a.example.com', 'b.example.com']);
+        assert.equal(active.totalCount, 3);
+        const page2 = await r.aop.listAssociations(z1.id, ['active'], { page: 2, perPage: 2 });
+        assert.deepEqual(page2.items.map((a) => a.hostname), ['c.example.com']);
+        const past = await r.aop.listAssociations(z1.id, ['active'], { page: 9, perPage: 2 });
+        assert.deepEqual(past, { items: [], totalCount: 3 });
+        assert.equal((await r.aop.listAssociations(z1.id, undefined, { page: 1, perPage: 10 })).totalCount, 4);
+        assert.equal((await r.aop.listAssociations(z1.id, ['deleted', 'active'], { page: 1, perPage: 10 })).totalCount, 4);
+        assert.equal(await r.aop.countLiveAssociations(uuid(1)), 3, 'true and false count, voided does not');
+        const deleted = await r.aop.listAssociationsInStatus(['deleted'], at(0), 10);
+        assert.deepEqual(deleted.map((a) => a.hostname), ['d.example.com']);
+        assert.deepEqual(await r.aop.listAssociationsInStatus(['deleted'], at(-10), 10), []);
+      });
+      await store.write((r) => r.aop.purgeAssociation(z1.id, 'd.example.com'));
+      assert.equal(await store.read((r) => r.aop.getAssociation(z1.id, 'd.example.com')), null);
+    });
+
+    test('certificates in flight are listed oldest first, bounded by time and limit', async () => {
+      await store.read(async (r) => {
+        const inFlight = await r.aop.listCertificatesInStatus(['initializing'], at(10_000), 10);
+        assert.deepEqual(inFlight.map((c) => c.id), [uuid(3), uuid(4)]);
+        assert.deepEqual((await r.aop.listCertificatesInStatus(['initializing'], at(10_000), 1)).map((c) => c.id), [uuid(3)]);
+        assert.deepEqual(await r.aop.listCertificatesInStatus(['initializing'], at(2999), 10), []);
+      });
+    });
+
+    test('Access certificates: scopes, paging, per-account count across account and zone scopes', async () => {
+      await store.write(async (r) => {
+        await r.access.insertCertificate(accessCert(1, 'account', A, A));
+        await r.access.insertCertificate(accessCert(2, 'zone', z1.id, A));
+        await r.access.insertCertificate(accessCert(3, 'account', A, A));
+        await r.access.insertCertificate(accessCert(4, 'account', B, B));
+      });
+      await store.read(async (r) => {
+        assert.deepEqual(await r.access.getCertificate('account', A, uuid(1001)), accessCert(1, 'account', A, A));
+        assert.equal(await r.access.getCertificate('zone', z1.id, uuid(1001)), null);
+        assert.equal((await r.access.getCertificateByFingerprint('zone', z1.id, 'afp2'))?.id, uuid(1002));
+        const page = await r.access.listCertificates('account', A, { page: 2, perPage: 1 });
+        assert.deepEqual(page.items.map((c) => c.id), [uuid(1003)]);
+        assert.equal(page.totalCount, 2);
+        assert.equal(await r.access.countAccountCertificates(A), 3);
+        assert.equal(await r.access.countAccountCertificates(B), 1);
+      });
+      await store.write(async (r) => {
+        await r.access.updateCertificate({ ...accessCert(1, 'account', A, A), name: 'renamed', associatedHostnames: [] });
+        await r.access.deleteCertificate(uuid(1003));
+      });
+      await store.read(async (r) => {
+        const c = await r.access.getCertificate('account', A, uuid(1001));
+        assert.equal(c?.name, 'renamed');
+        assert.deepEqual(c?.associatedHostnames, []);
+        assert.equal(await r.access.countAccountCertificates(A), 2);
+      });
+    });
+
+    test('Access settings upsert, delete and rollouts', async () => {
+      const s = (hostname: string, fwd: boolean) => ({
+        scopeType: 'zone' as const,
+        scopeId: z1.id,
+        hostname,
+        chinaNetwork: false,
+        clientCertificateForwarding: fwd,
+        updatedAt: T0,
+        version: 1,
+      });
+      await store.write(async (r) => {
+        await r.access.upsertSetting(s('b.example.com', true));
+        await r.access.upsertSetting(s('a.example.com', true));
+        await r.access.upsertSetting(s('a.example.com', false));
+        await r.access.putSettingsRollout({ scopeType: 'zone', scopeId: z1.id, status: 'pending_deployment', statusChangedAt: T0, version: 1 });
+      });
+      await store.read(async (r) => {
+        assert.deepEqual(await r.access.listSettings('zone', z1.id), [s('a.example.com', false), s('b.example.com', true)]);
+        assert.deepEqual(await r.access.listSettings('account', A), []);
+        assert.equal((await r.access.getSettingsRollout('zone', z1.id))?.status, 'pending_deployment');
+        assert.equal((await r.access.listSettingsRolloutsInStatus('pending_deployment', T0, 10)).length, 1);
+      });
+      await store.write(async (r) => {
+        await r.access.deleteSetting('zone', z1.id, 'a.example.com');
+        await r.access.putSettingsRollout({ scopeType: 'zone', scopeId: z1.id, status: 'active', statusChangedAt: at(1), version: 1 });
+      });
+      await store.read(async (r) => {
+        assert.deepEqual((await r.access.listSettings('zone', z1.id)).map((x) => x.hostname), ['b.example.com']);
+        assert.equal((await r.access.listSettingsRolloutsInStatus('pending_deployment', at(5), 10)).length, 0);
+      });
+    });
+
+    test('configuration versions are strictly increasing', async () => {
+      const a = await store.write((r) => r.nextVersion());
+      const b = await store.write((r) => r.nextVersion());
+      assert.equal(b, a + 1);
+      assert.equal(await store.read((r) => r.currentVersion()), b);
+    });
+
+    test('a failed write transaction leaves nothing behind', async () => {
+      const before = await store.read((r) => r.currentVersion());
+      await assert.rejects(
+        store.write(async (r) => {
+          await r.nextVersion();
+          await r.tenancy.insertAccount({ id: hex(500), name: 'ghost', createdAt: T0 });
+          throw new Error('boom');
+        }),
+        /boom/,
+      );
+      assert.equal(await store.read((r) => r.tenancy.getAccount(hex(500))), null);
+      assert.equal(await store.read((r) => r.currentVersion()), before);
+    });
+
+    test('concurrent writes are serialised and reads never see uncommitted rows', async () => {
+      let release!: () => void;
+      const gate = new Promise<void>((res) => (release = res));
+      const slow = store.write(async (r) => {
+        await r.tenancy.insertAccount({ id: hex(600), name: 'slow', createdAt: T0 });
+        await gate;
+      });
+      // Give the write a moment to start, then read while it is open.
+      await new Promise((res) => setImmediate(res));
+      const read = store.read((r) => r.tenancy.getAccount(hex(600)));
+      const n = 20;
+      const writes = Array.from({ length: n }, () => store.write((r) => r.nextVersion()));
+      release();
+      await slow;
+      const seenDuringWrite = await read;
+      // The read ran after the write committed (never during it), so it sees the committed row, not a partial state.
+      assert.equal(seenDuringWrite?.name, 'slow');
+      const versions = await Promise.all(writes);
+      assert.equal(new Set(versions).size, n, 'every write got its own version');
+    });
+  });
+}
