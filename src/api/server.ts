@@ -13,7 +13,7 @@ import type { Principal, TenancyService } from '../domain/tenancy.js';
 import { StorageError } from '../storage/errors.js';
 import { authenticate, authorizeAccount, authorizeZone } from './auth.js';
 import { fail, ok, type ResultInfo, type WireMessage } from './envelope.js';
-import { ApiError, render, type ErrorFamily, type RenderedError } from './errors.js';
+import { ApiError, render, type ApiErrorKind, type ErrorFamily, type RenderedError } from './errors.js';
 import { compileBody } from './validate.js';
 
 export const API_PREFIX = '/client/v4';
@@ -62,6 +62,8 @@ export interface RouteSpec<B = unknown> {
   handler: (ctx: RouteContext<B>) => Promise<HandlerResult>;
   /** Status of a successful answer (default 200). */
   status?: number;
+  /** Error for an unknown, revoked, expired or not-yet-valid bearer token (default `auth.invalid_token`). */
+  invalidTokenError?: ApiErrorKind;
 }
 
 interface RegisteredPattern {
@@ -103,6 +105,9 @@ export function renderError(err: unknown, req: FastifyRequest): RenderedError {
       return render('request.unsupported_media_type');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return render('request.body_required');
+    case 'FST_ERR_BAD_URL': // undecodable percent-encoding in the path
+    case 'FST_ERR_MAX_PARAM_LENGTH': // a path segment longer than the router accepts
+      return render('route.bad_identifier', req.url.split('?')[0]);
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return render('request.malformed_json');
@@ -122,6 +127,8 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true, ignoreDuplicateSlashes: false },
+    // Errors the router raises before any route runs (bad URL encoding, over-long segment) get the envelope too.
+    frameworkErrors: (err, req, reply) => errorReply(reply, renderError(err, req)),
   });
   const patterns: RegisteredPattern[] = [];
 
@@ -174,7 +181,12 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
             throw new ApiError('route.bad_identifier', req.url.split('?')[0]);
           }
         }
-        const principal = await authenticate(services.tenancy, req.headers);
+        const principal = await authenticate(services.tenancy, req.headers).catch((err: unknown) => {
+          if (spec.invalidTokenError && err instanceof ApiError && err.kind === 'auth.invalid_token') {
+            throw new ApiError(spec.invalidTokenError);
+          }
+          throw err;
+        });
         const ctx = { req, principal, params, query: req.query as RouteContext['query'] } as RouteContext<B>;
         if (params.zone_id !== undefined) {
           const zone = spec.permission

@@ -43,6 +43,7 @@ export interface AssociationView {
 }
 
 const GONE: LifecycleStatus[] = ['pending_deletion', 'deleted'];
+const ENTRY_FIELDS = new Set(['hostname', 'cert_id', 'enabled']);
 
 const KEY_ERRORS: Record<string, DomainErrorKind> = {
   key_empty: 'aop.key_missing',
@@ -155,6 +156,9 @@ export function createAopService(deps: {
     const at = `/config/${i}`;
     if (e === null || typeof e !== 'object' || Array.isArray(e)) {
       throw new DomainError('validation', 'each config entry must be an object', at);
+    }
+    for (const key of Object.keys(e)) {
+      if (!ENTRY_FIELDS.has(key)) throw new DomainError('validation', `unknown field "${key}"`, `${at}/${key}`);
     }
     if (e.cert_id === undefined || e.cert_id === null || e.cert_id === '') {
       throw new DomainError('aop.cert_id_required', undefined, `${at}/cert_id`);

@@ -31,23 +31,29 @@ export async function bootstrapIfEmpty(
   opts: BootstrapOptions,
   now: Date,
 ): Promise<BootstrapResult | null> {
-  if (await store.read((r) => r.tenancy.getMeta(MARKER))) return null;
-  const account = await tenancy.createAccount(opts.accountName);
-  const zone = await tenancy.createZone({ name: opts.zoneName, accountId: account.id });
-  const { user, apiKey } = await tenancy.createUser({ email: opts.email, accountIds: [account.id], apiKey: opts.apiKey });
-  const { token, secret } = await tenancy.createToken({
-    name: 'bootstrap token (all permissions)',
-    policies: [{ permissions: ALL_PERMISSIONS, scopes: [{ type: 'all' }] }],
-    secret: opts.token,
+  // One transaction: a crash half-way leaves an empty database that bootstraps again, never half an installation.
+  return store.write(async (r) => {
+    if (await r.tenancy.getMeta(MARKER)) return null;
+    const account = await tenancy.createAccount(opts.accountName, r);
+    const zone = await tenancy.createZone({ name: opts.zoneName, accountId: account.id }, r);
+    const { user, apiKey } = await tenancy.createUser({ email: opts.email, accountIds: [account.id], apiKey: opts.apiKey }, r);
+    const { token, secret } = await tenancy.createToken(
+      {
+        name: 'bootstrap token (all permissions)',
+        policies: [{ permissions: ALL_PERMISSIONS, scopes: [{ type: 'all' }] }],
+        secret: opts.token,
+      },
+      r,
+    );
+    await r.tenancy.setMeta(MARKER, now.toISOString());
+    return {
+      accountId: account.id,
+      zoneId: zone.id,
+      zoneName: zone.name,
+      email: user.email,
+      apiKey,
+      tokenId: token.id,
+      token: secret,
+    };
   });
-  await store.write((r) => r.tenancy.setMeta(MARKER, now.toISOString()));
-  return {
-    accountId: account.id,
-    zoneId: zone.id,
-    zoneName: zone.name,
-    email: user.email,
-    apiKey,
-    tokenId: token.id,
-    token: secret,
-  };
 }

@@ -17,7 +17,7 @@ import {
   type User,
   type Zone,
 } from './model.js';
-import type { Clock, Ids, Store } from './ports.js';
+import type { Clock, Ids, Repos, Store } from './ports.js';
 
 export const hashSecret = (secret: string): string => createHash('sha256').update(secret, 'utf8').digest('hex');
 
@@ -97,6 +97,9 @@ export type TenancyService = ReturnType<typeof createTenancyService>;
 export function createTenancyService(deps: { store: Store; clock: Clock; ids: Ids }) {
   const { store, clock, ids } = deps;
 
+  /** Runs `fn` in the caller's transaction when given one, else in a transaction of its own. */
+  const inTx = <T>(tx: Repos | undefined, fn: (r: Repos) => Promise<T>): Promise<T> => (tx ? fn(tx) : store.write(fn));
+
   function zoneName(name: string): string {
     const r = normalizeHostname(name);
     if (!r.ok || !isZoneApex(r.hostname)) throw new DomainError('zone_name_invalid', r.ok ? r.hostname : r.message);
@@ -104,15 +107,16 @@ export function createTenancyService(deps: { store: Store; clock: Clock; ids: Id
   }
 
   return {
-    async createAccount(name: string, id = ids.hex32()): Promise<Account> {
-      const account: Account = { id, name, createdAt: clock.now() };
-      await store.write((r) => r.tenancy.insertAccount(account));
+    async createAccount(name: string, tx?: Repos): Promise<Account> {
+      if (name.trim() === '' || name.length > 255) throw new DomainError('validation', 'an account name is 1-255 characters');
+      const account: Account = { id: ids.hex32(), name, createdAt: clock.now() };
+      await inTx(tx, (r) => r.tenancy.insertAccount(account));
       return account;
     },
 
-    async createZone(input: { name: string; accountId: string; chinaNetwork?: boolean; id?: string }): Promise<Zone> {
+    async createZone(input: { name: string; accountId: string; chinaNetwork?: boolean; id?: string }, tx?: Repos): Promise<Zone> {
       const name = zoneName(input.name);
-      return store.write(async (r) => {
+      return inTx(tx, async (r) => {
         if (!(await r.tenancy.getAccount(input.accountId))) throw new DomainError('account_not_found', input.accountId);
         if (await r.tenancy.getZoneByName(name)) throw new DomainError('zone_exists', name);
         const now = clock.now();
@@ -142,12 +146,15 @@ export function createTenancyService(deps: { store: Store; clock: Clock; ids: Id
     },
 
     /** Creates a user with a fresh global API key (or the given one), returned once. */
-    async createUser(input: { email: string; accountIds: string[]; apiKey?: string }): Promise<{ user: User; apiKey: string }> {
+    async createUser(
+      input: { email: string; accountIds: string[]; apiKey?: string },
+      tx?: Repos,
+    ): Promise<{ user: User; apiKey: string }> {
       const email = input.email.trim().toLowerCase();
       if (!EMAIL_RE.test(email)) throw new DomainError('validation', `invalid email address "${input.email}"`);
       const apiKey = input.apiKey ?? generateApiKey();
       if (!API_KEY_RE.test(apiKey)) throw new DomainError('validation', 'a global API key is 37 lowercase hex characters');
-      return store.write(async (r) => {
+      return inTx(tx, async (r) => {
         if (await r.tenancy.getUserByEmail(email)) throw new DomainError('user_exists', email);
         const user: User = { id: ids.hex32(), email, apiKeyHash: hashSecret(apiKey), createdAt: clock.now() };
         await r.tenancy.insertUser(user);
@@ -169,16 +176,22 @@ export function createTenancyService(deps: { store: Store; clock: Clock; ids: Id
     },
 
     /** Creates a token; the secret is returned once and only its hash is stored. */
-    async createToken(input: {
-      name: string;
-      policies: TokenPolicy[];
-      expiresOn?: Date | null;
-      notBefore?: Date | null;
-      secret?: string;
-    }): Promise<{ token: ApiToken; secret: string }> {
+    async createToken(
+      input: {
+        name: string;
+        policies: TokenPolicy[];
+        expiresOn?: Date | null;
+        notBefore?: Date | null;
+        secret?: string;
+      },
+      tx?: Repos,
+    ): Promise<{ token: ApiToken; secret: string }> {
       const secret = input.secret ?? generateTokenSecret();
       if (!TOKEN_RE.test(secret)) throw new DomainError('validation', 'an API token is 40 characters of A-Z, a-z, 0-9, "-" and "_"');
-      return store.write(async (r) => {
+      if (input.policies.length === 0 || input.policies.some((p) => p.permissions.length === 0 || p.scopes.length === 0)) {
+        throw new DomainError('validation', 'a token needs at least one permission group and one scope');
+      }
+      return inTx(tx, async (r) => {
         for (const p of input.policies) {
           for (const s of p.scopes) {
             if (s.type === 'account' && !(await r.tenancy.getAccount(s.id))) throw new DomainError('account_not_found', s.id);

@@ -26,6 +26,8 @@ export function registerTenancyRoutes(app: CertplaneServer, services: ApiService
     method: 'GET',
     url: '/user/tokens/verify',
     family: 'generic',
+    // cloudflare-behavior.md §4.4: a bad token at this route is 401/1000 "Invalid API Token", not 9109.
+    invalidTokenError: 'auth.verify_invalid_token',
     handler: async ({ principal }) => {
       if (principal.type !== 'token') throw new ApiError('auth.verify_invalid_token');
       return {
