@@ -46,3 +46,6 @@ export function resultInfo(page: number, perPage: number, count: number, totalCo
     total_pages: Math.ceil(totalCount / perPage),
   };
 }
+
+/** result_info of a list that is never paginated (everything on page 1). */
+export const singlePage = (count: number): ResultInfo => resultInfo(1, Math.max(count, 1), count, count);

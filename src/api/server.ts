@@ -127,6 +127,20 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true, ignoreDuplicateSlashes: false },
+    // Requests Node's HTTP parser rejects (bad framing, oversized headers) still get Cloudflare's envelope.
+    clientErrorHandler: (err, socket) => {
+      if (!socket.writable) return socket.destroy();
+      const big = (err as { code?: string }).code === 'HPE_HEADER_OVERFLOW';
+      const status = big ? 431 : 400;
+      const body = JSON.stringify(
+        fail([{ code: big ? 6031 : 6000, message: big ? 'Request header fields too large' : 'Bad request' }]),
+      );
+      socket.end(
+        `HTTP/1.1 ${status} ${big ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+          `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+          `connection: close\r\n\r\n${body}`,
+      );
+    },
     // Errors the router raises before any route runs (bad URL encoding, over-long segment) get the envelope too.
     frameworkErrors: (err, req, reply) => errorReply(reply, renderError(err, req)),
   });

@@ -83,7 +83,12 @@ export function createAccessService(deps: { store: Store; clock: Clock; ids: Ids
 
   async function checkInScope(r: Repos, scope: AccessScope, hostname: string, pointer: string): Promise<Zone> {
     if (scope.type === 'zone') {
-      if (!scope.zone || !isSubdomainOrEqual(hostname, scope.zone.name)) {
+      // With nested zones (example.com and sub.example.com), a hostname belongs to the most specific one (as in AOP).
+      if (
+        !scope.zone ||
+        !isSubdomainOrEqual(hostname, scope.zone.name) ||
+        (await owningZone(r, hostname))?.id !== scope.zone.id
+      ) {
         throw new DomainError('access.hostnames_not_in_domain', hostname, pointer);
       }
       return scope.zone;

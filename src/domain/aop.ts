@@ -43,6 +43,8 @@ export interface AssociationView {
 }
 
 const GONE: LifecycleStatus[] = ['pending_deletion', 'deleted'];
+/** A PUT that repeats a timed-out association retries it (the deployer never moves these on by itself). */
+const TIMED_OUT: LifecycleStatus[] = ['deployment_timed_out', 'deletion_timed_out'];
 const ENTRY_FIELDS = new Set(['hostname', 'cert_id', 'enabled']);
 
 const KEY_ERRORS: Record<string, DomainErrorKind> = {
@@ -233,12 +235,17 @@ export function createAopService(deps: {
         const cur = current.get(w.hostname) ?? null;
         const cert = certs.get(w.certId)!;
         const unchanged =
-          cur !== null && cur.certId === w.certId && cur.enabled === w.enabled && !GONE.includes(cur.status);
+          cur !== null &&
+          cur.certId === w.certId &&
+          cur.enabled === w.enabled &&
+          !GONE.includes(cur.status) &&
+          !TIMED_OUT.includes(cur.status);
         if (unchanged) {
           views.push({ association: cur, certificate: cert });
           continue;
         }
-        if (w.enabled === null && (cur === null || GONE.includes(cur.status) || cur.enabled === null)) {
+        const voided = cur !== null && cur.enabled === null && cur.status !== 'deletion_timed_out';
+        if (w.enabled === null && (cur === null || GONE.includes(cur.status) || voided)) {
           // Voiding something that is not associated: nothing to deploy; echo the (absent) association.
           const shown: HostnameAssociation = cur ?? {
             zoneId: zone.id,

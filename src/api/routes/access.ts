@@ -1,6 +1,6 @@
 /** Access mTLS routes, each under both /accounts/:account_id and /zones/:zone_id. */
 import type { Static } from '@sinclair/typebox';
-import { resultInfo } from '../envelope.js';
+import { resultInfo, singlePage } from '../envelope.js';
 import { accessCertificate, accessSetting } from '../presenters.js';
 import { pageRequest } from '../query.js';
 import { AccessCreateBody, AccessSettingsBody, AccessUpdateBody } from '../schemas.js';
@@ -45,7 +45,7 @@ export function registerAccessRoutes(app: CertplaneServer, services: ApiServices
       permission: READ,
       handler: async ({ scope }) => {
         const items = (await access.listSettings(scope)).map(accessSetting);
-        return { result: items, resultInfo: resultInfo(1, Math.max(items.length, 1), items.length, items.length) };
+        return { result: items, resultInfo: singlePage(items.length) };
       },
     });
     app.defineRoute<Static<typeof AccessSettingsBody>>({
@@ -57,7 +57,7 @@ export function registerAccessRoutes(app: CertplaneServer, services: ApiServices
       status: 202,
       handler: async ({ scope, body }) => {
         const items = (await access.putSettings(scope, body.settings)).map(accessSetting);
-        return { result: items, resultInfo: resultInfo(1, Math.max(items.length, 1), items.length, items.length) };
+        return { result: items, resultInfo: singlePage(items.length) };
       },
     });
     app.defineRoute({

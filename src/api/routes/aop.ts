@@ -3,7 +3,7 @@ import type { Static } from '@sinclair/typebox';
 import type { AssociationInput } from '../../domain/aop.js';
 import type { AopCertificateKind } from '../../domain/model.js';
 import type { DomainConfig } from '../../domain/config.js';
-import { resultInfo } from '../envelope.js';
+import { resultInfo, singlePage } from '../envelope.js';
 import { aopCertificate, association, associationDetail } from '../presenters.js';
 import { pageRequest, statusFilter } from '../query.js';
 import { HostnamesPutBody, UploadBody, ZoneSettingBody } from '../schemas.js';
@@ -26,9 +26,9 @@ export function registerAopRoutes(app: CertplaneServer, services: ApiServices, c
         const items = certs.map(aopCertificate);
         // Observed: an empty zone-level list is `result: null`.
         if (kind === 'zone' && items.length === 0 && config.fidelity.emptyZoneCertificateListIsNull) {
-          return { result: null, resultInfo: resultInfo(1, Math.max(items.length, 1), 0, 0) };
+          return { result: null, resultInfo: singlePage(0) };
         }
-        return { result: items, resultInfo: resultInfo(1, Math.max(items.length, 1), items.length, items.length) };
+        return { result: items, resultInfo: singlePage(items.length) };
       },
     });
     app.defineRoute<Static<typeof UploadBody>>({
