@@ -305,7 +305,7 @@ for (const form of FORMS) {
         [{ name: 'x', certificate: ca.certPem, extra: 1 }, 'unknown field "extra"', '/extra'],
         [{ name: 7, certificate: ca.certPem }, 'name must be a string', '/name'],
         [{ name: 'x', certificate: ['pem'] }, 'certificate must be a string', '/certificate'],
-        [{ name: 'x', certificate: '' }, 'certificate must NOT have fewer than 1 characters', '/certificate'],
+        [{ name: 'x', certificate: '' }, 'unable to parse certificate', '/certificate'],
         [{ name: 'x'.repeat(256), certificate: ca.certPem }, 'name must NOT have more than 255 characters', '/name'],
         [{ name: '', certificate: ca.certPem }, 'name must be a non-empty string', '/name'],
         [{ name: '   ', certificate: ca.certPem }, 'name must be a non-empty string', '/name'],

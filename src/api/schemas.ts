@@ -1,7 +1,8 @@
 /** Request body schemas (TypeBox → JSON Schema), as strict as Cloudflare's published request schemas. */
 import { Type } from '@sinclair/typebox';
 
-const Pem = Type.String({ minLength: 1, maxLength: 65536 });
+/** Empty or garbage PEM is the domain's to judge (Cloudflare's 1408 "Unable to parse certificate"). */
+const Pem = Type.String({ maxLength: 65536 });
 
 /** POST origin_tls_client_auth and origin_tls_client_auth/hostnames/certificates. Cloudflare's own docs send
  * `bundle_method` with this request (copied from custom certificates); it is accepted and ignored. */

@@ -44,9 +44,11 @@ function printBootstrap(b: BootstrapResult, baseUrl: string): void {
 
 /** Runs an administration action against the database, printing domain errors plainly. */
 async function admin(fn: (cp: Certplane) => Promise<void>): Promise<void> {
-  const cp = await createCertplane(config());
+  const cfg = config();
+  const cp = await createCertplane(cfg);
   try {
-    if (cp.bootstrap) printBootstrap(cp.bootstrap, 'http://127.0.0.1:8080');
+    // The curl line points where `serve` will listen with the same configuration (not always :8080).
+    if (cp.bootstrap) printBootstrap(cp.bootstrap, `http://${cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host}:${cfg.port}`);
     await fn(cp);
   } finally {
     await cp.close();

@@ -90,8 +90,9 @@ export function createAopService(deps: {
   }
 
   async function loadCertificate(r: Repos, zone: Zone, kind: AopCertificateKind, id: string): Promise<AopCertificate> {
-    if (!isUuid(id)) throw new DomainError('aop.cert_id_malformed');
-    const cert = await r.aop.getCertificate(zone.id, kind, id);
+    const normalized = id.toLowerCase();
+    if (!isUuid(normalized)) throw new DomainError('aop.cert_id_malformed');
+    const cert = await r.aop.getCertificate(zone.id, kind, normalized);
     if (!cert) throw new DomainError(notFound(kind));
     return cert;
   }
@@ -303,7 +304,7 @@ export function createAopService(deps: {
     deleteCertificate: remove,
     getCertificate: (zone: Zone, kind: AopCertificateKind, id: string) =>
       store.read((r) => loadCertificate(r, zone, kind, id)),
-    /** Live and recently deleted certificates, newest first (purged tombstones are gone). */
+    /** Certificates that are not `deleted` (pending deletion included), newest upload first. */
     listCertificates: (zone: Zone, kind: AopCertificateKind) =>
       store.read((r) => r.aop.listCertificates(zone.id, kind, ['deleted'])),
     getZoneSetting: async (zone: Zone) => ({ enabled: zone.aopEnabled }),
