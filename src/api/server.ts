@@ -145,6 +145,8 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     frameworkErrors: (err, req, reply) => errorReply(reply, renderError(err, req)),
   });
   const patterns: RegisteredPattern[] = [];
+  /** Per-request context built by a route's onRequest hook for its handler. */
+  const contexts = new WeakMap<FastifyRequest, RouteContext<unknown>>();
 
   // JSON for every content type: curl -d sends application/x-www-form-urlencoded unless told otherwise.
   app.removeAllContentTypeParsers();
@@ -188,7 +190,9 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     app.route({
       method: spec.method,
       url: `${API_PREFIX}${spec.url}`,
-      handler: async (req, reply) => {
+      // Identifiers, credentials and permissions are checked before the body is read or parsed, as an API gateway
+      // does: an unauthenticated caller learns nothing from how its body would have been judged.
+      onRequest: async (req) => {
         const params = req.params as Record<string, string>;
         for (const name of ['zone_id', 'account_id'] as const) {
           if (params[name] !== undefined && !HEX32.test(params[name])) {
@@ -201,7 +205,7 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
           }
           throw err;
         });
-        const ctx = { req, principal, params, query: req.query as RouteContext['query'] } as RouteContext<B>;
+        const ctx = { req, principal, params } as RouteContext<B>;
         if (params.zone_id !== undefined) {
           const zone = spec.permission
             ? await authorizeZone(services.tenancy, principal, params.zone_id, spec.permission)
@@ -214,6 +218,11 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
           await authorizeAccount(services.tenancy, principal, params.account_id, spec.permission);
           ctx.scope = { type: 'account', id: params.account_id, accountId: params.account_id };
         }
+        contexts.set(req, ctx);
+      },
+      handler: async (req, reply) => {
+        const ctx = contexts.get(req) as RouteContext<B>;
+        ctx.query = req.query as RouteContext['query'];
         if (validate) {
           if (req.body === undefined || req.body === null) throw new ApiError('request.body_required');
           ctx.body = validate(req.body);
