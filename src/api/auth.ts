@@ -7,7 +7,8 @@ import type { Permission, Zone } from '../domain/model.js';
 import { API_KEY_RE, isAllowed, type Principal, type Resource, type TenancyService } from '../domain/tenancy.js';
 import { ApiError } from './errors.js';
 
-const BEARER_RE = /^Bearer ([A-Za-z0-9_-]{1,200})$/;
+/** The scheme name is case-insensitive (RFC 9110 §11.1). */
+const BEARER_RE = /^Bearer ([A-Za-z0-9_-]{1,200})$/i;
 const EMAIL_RE = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 
 const header = (h: IncomingHttpHeaders, name: string): string | undefined => {

@@ -31,11 +31,14 @@ export type ApiErrorKind =
 export class ApiError extends Error {
   readonly kind: ApiErrorKind;
   readonly detail?: string;
-  constructor(kind: ApiErrorKind, detail?: string) {
+  /** Response headers that belong to this error (e.g. `Allow` on a 405). */
+  readonly headers: Record<string, string>;
+  constructor(kind: ApiErrorKind, detail?: string, headers: Record<string, string> = {}) {
     super(detail ? `${kind}: ${detail}` : kind);
     this.name = 'ApiError';
     this.kind = kind;
     this.detail = detail;
+    this.headers = headers;
   }
 }
 

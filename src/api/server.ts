@@ -81,8 +81,13 @@ function patternOf(url: string): RegExp {
   return new RegExp(`^${API_PREFIX}${source}/?$`);
 }
 
-export function errorReply(reply: FastifyReply, rendered: RenderedError | RenderedError[]): FastifyReply {
+export function errorReply(
+  reply: FastifyReply,
+  rendered: RenderedError | RenderedError[],
+  headers: Record<string, string> = {},
+): FastifyReply {
   const list = Array.isArray(rendered) ? rendered : [rendered];
+  for (const [k, v] of Object.entries(headers)) reply.header(k, v);
   return reply
     .code(list[0].status)
     .header('content-type', 'application/json; charset=utf-8')
@@ -160,17 +165,21 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     }
   });
 
-  app.setErrorHandler((err, req, reply) => errorReply(reply, renderError(err, req)));
+  app.setErrorHandler((err, req, reply) =>
+    errorReply(reply, renderError(err, req), err instanceof ApiError ? err.headers : undefined),
+  );
+
+  /** 405 naming the methods the path does have (also sent as `Allow`). */
+  function methodNotAllowed(req: FastifyRequest, matching: RegisteredPattern[]): ApiError {
+    const allowed = [...new Set(matching.map((p) => p.method))].join(', ');
+    return new ApiError('route.method_not_allowed', `${req.method} (allowed: ${allowed})`, { allow: allowed });
+  }
 
   app.setNotFoundHandler((req, reply) => {
-    const path = req.url.split('?')[0];
-    const candidates = patterns.filter((p) => p.regex.test(path));
-    const best = Math.max(...candidates.map((p) => p.statics));
-    const matching = candidates.filter((p) => p.statics === best);
+    const matching = moreSpecific(req.url.split('?')[0], -1);
     if (matching.length > 0) {
-      const allowed = [...new Set(matching.map((p) => p.method))].join(', ');
-      reply.header('allow', allowed);
-      return errorReply(reply, render('route.method_not_allowed', `${req.method} (allowed: ${allowed})`));
+      const err = methodNotAllowed(req, matching);
+      return errorReply(reply, renderError(err, req), err.headers);
     }
     return errorReply(reply, render('route.not_found'));
   });
@@ -180,7 +189,15 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     return payload;
   });
 
+  /** Patterns more specific than `statics` that match the path: a static path of another method shadows this route. */
+  function moreSpecific(path: string, statics: number): RegisteredPattern[] {
+    const candidates = patterns.filter((p) => p.statics > statics && p.regex.test(path));
+    const best = Math.max(...candidates.map((p) => p.statics));
+    return candidates.filter((p) => p.statics === best);
+  }
+
   function defineRoute<B>(spec: RouteSpec<B>): void {
+    const statics = spec.url.split('/').filter((s) => s && !s.startsWith(':')).length;
     const validate = spec.body ? compileBody<B>(spec.body, spec.family) : undefined;
     patterns.push({
       method: spec.method,
@@ -193,6 +210,9 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
       // Identifiers, credentials and permissions are checked before the body is read or parsed, as an API gateway
       // does: an unauthenticated caller learns nothing from how its body would have been judged.
       onRequest: async (req) => {
+        // `DELETE .../settings` must not be taken for "delete the certificate whose id is settings".
+        const shadowing = moreSpecific(req.url.split('?')[0], statics);
+        if (shadowing.length > 0) throw methodNotAllowed(req, shadowing);
         const params = req.params as Record<string, string>;
         for (const name of ['zone_id', 'account_id'] as const) {
           if (params[name] !== undefined && !HEX32.test(params[name])) {
