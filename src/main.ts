@@ -3,6 +3,7 @@
  * Services are plain factory functions wired here; nothing is hidden in framework decorators.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { registerAccessRoutes } from './api/routes/access.js';
 import { registerAopRoutes } from './api/routes/aop.js';
@@ -47,6 +48,13 @@ export async function createCertplane(
 ): Promise<Certplane> {
   const clock = deps.clock ?? systemClock;
   const ids = deps.ids ?? randomIds;
+  if (!config.masterKey?.trim() && !existsSync(config.masterKeyFile) && !deps.store && existsSync(config.databasePath)) {
+    // A new key for an existing database could open nothing: say so instead of creating a useless key file.
+    throw new StartupError(
+      `The database ${config.databasePath} exists but its master key does not: set CERTPLANE_MASTER_KEY or restore ` +
+        `the key file ${config.masterKeyFile} (CERTPLANE_MASTER_KEY_FILE).`,
+    );
+  }
   const { key } = loadOrCreateMasterKey({ env: config.masterKey, keyFile: config.masterKeyFile });
   const vault = createKeyVault(key);
   const store = deps.store ?? openSqliteStore({ path: config.databasePath });

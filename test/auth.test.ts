@@ -132,6 +132,10 @@ describe('missing and malformed credentials', () => {
       assertExactError(res, 400, BAD_AUTHORIZATION);
     }
     assertExactError(await s.request('GET', '/zones', { headers: { authorization: 'Bearer' } }), 400, BAD_AUTHORIZATION);
+    // The scheme name itself is case-insensitive.
+    for (const scheme of ['bearer', 'BEARER']) {
+      assertOk(await s.request('GET', settings(s.zoneId), { headers: { authorization: `${scheme} ${s.token}` } }));
+    }
     assertExactError(
       await s.request('GET', '/user/tokens/verify', { headers: { authorization: 'Bearer a+b' } }),
       400,

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   apiRequest,
@@ -148,7 +149,7 @@ describe('an installation managed with the CLI', () => {
     const zone = await cliJson(dir, ['zone', 'create', 'Acme.Example.', '--account', account.id]);
     assert.match(zone.id, /^[0-9a-f]{32}$/);
     assert.equal(zone.name, 'acme.example');
-    assert.equal(zone.accountId, account.id);
+    assert.equal(zone.account_id, account.id);
 
     const all = await cliJson<{ id: string; name: string }[]>(dir, ['zone', 'list']);
     assert.deepEqual(all.map((z) => [z.name, z.id]), [
@@ -343,9 +344,11 @@ describe('first start options', () => {
     const dir = newDir();
     const r = await cli(dir, ['account', 'list'], { CERTPLANE_PORT: '9123' });
     assert.equal(r.code, 0, r.stderr);
-    assert.ok(r.stdout.includes('a new installation was created'));
-    assert.ok(r.stdout.includes('  curl http://127.0.0.1:9123/client/v4/zones/$ZONE_ID/origin_tls_client_auth/settings'), r.stdout);
-    // The JSON follows the banner; the next command prints JSON only.
+    // The banner goes to stderr so that an administration command's stdout stays pure JSON.
+    assert.ok(r.stderr.includes('a new installation was created'), r.stderr);
+    assert.ok(r.stderr.includes('  curl http://127.0.0.1:9123/client/v4/zones/$ZONE_ID/origin_tls_client_auth/settings'), r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as { name: string }[]).map((a) => a.name), ['Default account']);
+    // The next command prints no banner.
     assert.deepEqual((await cliJson<{ name: string }[]>(dir, ['account', 'list'])).map((a) => a.name), ['Default account']);
   });
 
@@ -359,10 +362,15 @@ describe('first start options', () => {
     const wrong = await runUntilExit({ dir, env: { CERTPLANE_MASTER_KEY: hexKey() } });
     assert.equal(wrong.code, 1);
     assert.ok(wrong.stderr.startsWith(`certplane: ${MASTER_KEY_MISMATCH}`), wrong.stderr);
-    // Without the variable, the (new) key file is not the database's key either.
+    // Without the variable there is no key at all for this database: refused, and no useless key file is created.
     const none = await runUntilExit({ dir });
     assert.equal(none.code, 1);
-    assert.ok(none.stderr.startsWith(`certplane: ${MASTER_KEY_MISMATCH}`), none.stderr);
+    assert.equal(
+      none.stderr,
+      `certplane: The database ${join(dir, 'certplane.db')} exists but its master key does not: set CERTPLANE_MASTER_KEY ` +
+        `or restore the key file ${join(dir, 'master.key')} (CERTPLANE_MASTER_KEY_FILE).\n`,
+    );
+    assert.equal(existsSync(join(dir, 'master.key')), false);
 
     const malformed = await runUntilExit({ dir, env: { CERTPLANE_MASTER_KEY: 'not-a-key' } });
     assert.equal(malformed.code, 1);

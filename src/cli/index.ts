@@ -6,7 +6,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type CertplaneConfig } from '../config.js';
 import { DomainError } from '../domain/errors.js';
-import type { Scope, TokenPolicy } from '../domain/model.js';
+import type { Account, Scope, TokenPolicy, Zone } from '../domain/model.js';
 import { permissionsFromGroups } from '../domain/tenancy.js';
 import { createCertplane, StartupError, type Certplane } from '../main.js';
 import type { BootstrapResult } from '../domain/bootstrap.js';
@@ -24,7 +24,9 @@ function config(extra: Partial<CertplaneConfig> = {}): CertplaneConfig {
   return loadConfig(process.env, { dataDir: o.dataDir, databasePath: o.database, ...extra });
 }
 
-function printBootstrap(b: BootstrapResult, baseUrl: string): void {
+/** The first start prints the credentials once: on stdout for `serve`, on stderr for administration commands
+ * (whose stdout is JSON for scripts). */
+function printBootstrap(b: BootstrapResult, baseUrl: string, to: NodeJS.WritableStream = process.stdout): void {
   const lines = [
     '',
     'certplane: a new installation was created. These credentials are shown ONCE; store them now.',
@@ -39,8 +41,20 @@ function printBootstrap(b: BootstrapResult, baseUrl: string): void {
     `  curl ${baseUrl}/client/v4/zones/$ZONE_ID/origin_tls_client_auth/settings -H "Authorization: Bearer $CLOUDFLARE_API_TOKEN"`,
     '',
   ];
-  process.stdout.write(lines.join('\n') + '\n');
+  to.write(lines.join('\n') + '\n');
 }
+
+/** CLI output uses the API's snake_case, like every other certplane answer. */
+const accountJson = (a: Account) => ({ id: a.id, name: a.name, created_on: a.createdAt.toISOString() });
+const zoneJson = (z: Zone) => ({
+  id: z.id,
+  name: z.name,
+  account_id: z.accountId,
+  china_network: z.chinaNetwork,
+  status: z.status,
+  created_on: z.createdAt.toISOString(),
+  modified_on: z.modifiedAt.toISOString(),
+});
 
 /** Runs an administration action against the database, printing domain errors plainly. */
 async function admin(fn: (cp: Certplane) => Promise<void>): Promise<void> {
@@ -48,7 +62,9 @@ async function admin(fn: (cp: Certplane) => Promise<void>): Promise<void> {
   const cp = await createCertplane(cfg);
   try {
     // The curl line points where `serve` will listen with the same configuration (not always :8080).
-    if (cp.bootstrap) printBootstrap(cp.bootstrap, `http://${cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host}:${cfg.port}`);
+    if (cp.bootstrap) {
+      printBootstrap(cp.bootstrap, `http://${cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host}:${cfg.port}`, process.stderr);
+    }
     await fn(cp);
   } finally {
     await cp.close();
@@ -91,8 +107,8 @@ const account = program.command('account').description('manage accounts');
 account
   .command('create <name>')
   .description('create an account')
-  .action((name: string) => admin(async (cp) => json(await cp.services.tenancy.createAccount(name))));
-account.command('list').action(() => admin(async (cp) => json(await cp.services.tenancy.listAccounts())));
+  .action((name: string) => admin(async (cp) => json(accountJson(await cp.services.tenancy.createAccount(name)))));
+account.command('list').action(() => admin(async (cp) => json((await cp.services.tenancy.listAccounts()).map(accountJson))));
 
 const zone = program.command('zone').description('manage zones');
 zone
@@ -101,7 +117,7 @@ zone
   .requiredOption('--account <id>', 'owning account id')
   .option('--china-network', 'the zone is China network enabled', false)
   .action((name: string, o: { account: string; chinaNetwork: boolean }) =>
-    admin(async (cp) => json(await cp.services.tenancy.createZone({ name, accountId: o.account, chinaNetwork: o.chinaNetwork }))),
+    admin(async (cp) => json(zoneJson(await cp.services.tenancy.createZone({ name, accountId: o.account, chinaNetwork: o.chinaNetwork })))),
   );
 zone
   .command('china-network <zone_id> <on|off>')
@@ -109,7 +125,7 @@ zone
   .action((id: string, v: string) =>
     admin(async (cp) => {
       if (v !== 'on' && v !== 'off') throw new InvalidArgumentError('use on or off');
-      json(await cp.services.tenancy.setZoneChinaNetwork(id, v === 'on'));
+      json(zoneJson(await cp.services.tenancy.setZoneChinaNetwork(id, v === 'on')));
     }),
   );
 zone
@@ -117,7 +133,7 @@ zone
   .option('--account <id>', 'only zones of this account')
   .action((o: { account?: string }) =>
     admin(async (cp) =>
-      json((await cp.services.tenancy.listZones(o.account ? { accountIds: [o.account] } : {}, { page: 1, perPage: 100000 })).items),
+      json((await cp.services.tenancy.listZones(o.account ? { accountIds: [o.account] } : {}, { page: 1, perPage: 100000 })).items.map(zoneJson)),
     ),
   );
 
