@@ -1,5 +1,5 @@
 /**
- * The curl examples of Cloudflare's API reference pages (stored in ../shared/reference), run verbatim with the real
+ * The curl examples of Cloudflare's API reference pages (copies in reference/, from ../shared/reference), run verbatim with the real
  * `curl` binary against a certplane process. The commands are extracted from the pages at test time, never retyped;
  * the only change is the origin (https://api.cloudflare.com → this server's http origin). The HTTP status is read
  * through a throwaway .curlrc (`write-out`), so the command line itself stays exactly as documented.
@@ -13,12 +13,11 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { makeCA, makeLeaf } from './helpers/certs.js';
-import { OPENAPI_PATH, checkResponse } from './helpers/openapi.js';
+import { REFERENCE_DIR, checkResponse } from './helpers/openapi.js';
 import { apiRequest, pollUntil, startProcess, type BannerCredentials, type ServerProcess } from './helpers/process.js';
 
-const REFERENCE_DIR = dirname(OPENAPI_PATH);
 const CF_ORIGIN = 'https://api.cloudflare.com';
 const STATUS_MARK = /\n@@certplane-status=(\d{3})@@\n$/;
 

@@ -1,29 +1,22 @@
 /**
  * Checks responses against the response schema of their operation in Cloudflare's OpenAPI document
- * (../shared/reference/cloudflare-mtls-openapi.json). Every response the test client receives goes through
+ * (reference/cloudflare-mtls-openapi.json, a copy of ../shared/reference's). Every response the test client receives goes through
  * `checkResponse`. Deliberate, documented deviations are listed in DEVIATIONS, each with its reason; any other
  * schema error fails the test that produced the response.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../../src/util/paths.js';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
-function findReference(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 8; i++) {
-    const candidate = join(dir, '..', 'shared', 'reference', 'cloudflare-mtls-openapi.json');
-    if (existsSync(candidate)) return candidate;
-    dir = dirname(dir);
-  }
-  throw new Error('cannot find ../shared/reference/cloudflare-mtls-openapi.json beside the repository');
-}
+/** The repository's copy of the reference material (see reference/README.md). */
+export const REFERENCE_DIR = join(packageRoot(), 'reference');
 
-export const OPENAPI_PATH = findReference();
+export const OPENAPI_PATH = join(REFERENCE_DIR, 'cloudflare-mtls-openapi.json');
 const doc = JSON.parse(readFileSync(OPENAPI_PATH, 'utf8'));
 const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: true });
 addFormats(ajv);
