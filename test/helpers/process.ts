@@ -104,18 +104,23 @@ export function parseBanner(stdout: string): BannerCredentials | null {
   };
 }
 
-/** Starts `certplane serve` and resolves once it prints "certplane listening on ...". */
-export async function startProcess(opts: StartProcessOptions = {}): Promise<ServerProcess> {
+/** Spawns `certplane serve` on a free port, collecting its output. */
+async function spawnServe(opts: StartProcessOptions) {
   const dir = opts.dir ?? tempDataDir();
   const port = await freePort();
   const child = spawn(process.execPath, [CLI_PATH, 'serve', '--port', String(port)], {
     env: childEnv(dir, opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const output = { out: '', err: '' };
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (output.out += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (output.err += d));
+  return { dir, port, child, output };
+}
+
+/** Starts `certplane serve` and resolves once it prints "certplane listening on ...". */
+export async function startProcess(opts: StartProcessOptions = {}): Promise<ServerProcess> {
+  const { dir, port, child, output } = await spawnServe(opts);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
@@ -138,9 +143,9 @@ export async function startProcess(opts: StartProcessOptions = {}): Promise<Serv
   const listening = /^certplane listening on (http:\/\/127\.0\.0\.1:(\d+))\/client\/v4 /m;
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`certplane did not start within ${timeoutMs} ms\nstdout: ${out}\nstderr: ${err}`)), timeoutMs);
+      const timer = setTimeout(() => reject(new Error(`certplane did not start within ${timeoutMs} ms\nstdout: ${output.out}\nstderr: ${output.err}`)), timeoutMs);
       const check = () => {
-        if (listening.test(out)) {
+        if (listening.test(output.out)) {
           clearTimeout(timer);
           resolve();
         }
@@ -148,7 +153,7 @@ export async function startProcess(opts: StartProcessOptions = {}): Promise<Serv
       child.stdout!.on('data', check);
       exited.then(({ code, signal }) => {
         clearTimeout(timer);
-        reject(new Error(`certplane exited (code ${code}, signal ${signal}) before listening\nstdout: ${out}\nstderr: ${err}`));
+        reject(new Error(`certplane exited (code ${code}, signal ${signal}) before listening\nstdout: ${output.out}\nstderr: ${output.err}`));
       });
       check();
     });
@@ -156,7 +161,7 @@ export async function startProcess(opts: StartProcessOptions = {}): Promise<Serv
     await stop('SIGKILL');
     throw e;
   }
-  const m = listening.exec(out)!;
+  const m = listening.exec(output.out)!;
   assert.equal(Number(m[2]), port, 'certplane listens on the port it was given');
   const origin = m[1];
   return {
@@ -165,9 +170,9 @@ export async function startProcess(opts: StartProcessOptions = {}): Promise<Serv
     port,
     origin,
     baseUrl: `${origin}/client/v4`,
-    banner: parseBanner(out),
-    stdout: () => out,
-    stderr: () => err,
+    banner: parseBanner(output.out),
+    stdout: () => output.out,
+    stderr: () => output.err,
     stop,
   };
 }
@@ -176,16 +181,7 @@ export async function startProcess(opts: StartProcessOptions = {}): Promise<Serv
 export async function runUntilExit(
   opts: StartProcessOptions = {},
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
-  const dir = opts.dir ?? tempDataDir();
-  const port = await freePort();
-  const child = spawn(process.execPath, [CLI_PATH, 'serve', '--port', String(port)], {
-    env: childEnv(dir, opts.env),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const { child, output } = await spawnServe(opts);
   const timeoutMs = opts.timeoutMs ?? 20_000;
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   // 'close' (not 'exit') so that all output has been read.
@@ -193,7 +189,7 @@ export async function runUntilExit(
     child.once('close', (c, s) => resolve({ code: c, signal: s })),
   );
   clearTimeout(timer);
-  return { code, signal, stdout: out, stderr: err };
+  return { code, signal, stdout: output.out, stderr: output.err };
 }
 
 /**
