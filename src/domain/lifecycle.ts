@@ -6,7 +6,7 @@
  */
 import type { LifecycleTiming } from './config.js';
 import type { AopCertificate, HostnameAssociation, LifecycleStatus } from './model.js';
-import type { Clock, SettingsRollout, Store } from './ports.js';
+import type { Clock, LifecycleEvent, SettingsRollout, Store } from './ports.js';
 
 export interface DeploymentSubject {
   /** Configuration version that introduced the change being deployed (or deleted). */
@@ -96,10 +96,13 @@ export function createDeployer(deps: {
     const report: TickReport = { transitions: 0, purged: 0 };
     await store.write(async (r) => {
       // `initializing` moves on at once; other states wait on the gate or the timeout.
+      const record = (subjectKind: LifecycleEvent['subjectKind'], subjectId: string, from: DeploymentSubject & { status: LifecycleStatus }, to: LifecycleStatus) =>
+        r.events.record({ subjectKind, subjectId, fromStatus: from.status, toStatus: to, version: from.version, at: now });
       for (const cert of await r.aop.listCertificatesInStatus(IN_FLIGHT, now, BATCH)) {
         const next = await advance<AopCertificate>(cert, now);
         if (next) {
           await r.aop.updateCertificate(next);
+          await record('aop_certificate', cert.id, cert, next.status);
           report.transitions++;
         }
       }
@@ -107,6 +110,7 @@ export function createDeployer(deps: {
         const next = await advance<HostnameAssociation>(assoc, now);
         if (next) {
           await r.aop.upsertAssociation(next);
+          await record('association', `${assoc.zoneId}/${assoc.hostname}`, assoc, next.status);
           report.transitions++;
         }
       }
@@ -114,6 +118,7 @@ export function createDeployer(deps: {
         const next = await advance<SettingsRollout>(rollout, now);
         if (next) {
           await r.access.putSettingsRollout(next);
+          await record('access_settings', `${rollout.scopeType}/${rollout.scopeId}`, rollout, next.status);
           report.transitions++;
         }
       }

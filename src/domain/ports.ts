@@ -125,10 +125,28 @@ export interface SettingsRollout {
   version: number;
 }
 
+/** A status change made by the deployer, kept as an audit trail (and proof that each happens exactly once). */
+export interface LifecycleEvent {
+  subjectKind: 'aop_certificate' | 'association' | 'access_settings';
+  /** Certificate id, `zoneId/hostname` for associations, `scopeType/scopeId` for settings. */
+  subjectId: string;
+  fromStatus: LifecycleStatus;
+  toStatus: LifecycleStatus;
+  version: number;
+  at: Date;
+}
+
+export interface EventRepo {
+  record(e: LifecycleEvent): Promise<void>;
+  /** Events of one subject, oldest first. */
+  listForSubject(subjectKind: LifecycleEvent['subjectKind'], subjectId: string): Promise<LifecycleEvent[]>;
+}
+
 export interface Repos {
   tenancy: TenancyRepo;
   aop: AopRepo;
   access: AccessRepo;
+  events: EventRepo;
   /** Allocates the next configuration version (monotonic, one per committed change). */
   nextVersion(): Promise<number>;
   currentVersion(): Promise<number>;

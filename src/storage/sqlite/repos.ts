@@ -13,7 +13,7 @@ import type {
   User,
   Zone,
 } from '../../domain/model.js';
-import type { AccessRepo, AopRepo, Repos, SettingsRollout, TenancyRepo, ZoneQuery } from '../../domain/ports.js';
+import type { AccessRepo, AopRepo, EventRepo, LifecycleEvent, Repos, SettingsRollout, TenancyRepo, ZoneQuery } from '../../domain/ports.js';
 
 type Row = Record<string, unknown>;
 
@@ -409,10 +409,38 @@ export function createSqliteRepos(db: Database.Database): Repos {
       ),
   };
 
+  const events: EventRepo = {
+    async record(e) {
+      q(`INSERT INTO lifecycle_events (subject_kind, subject_id, from_status, to_status, version, at)
+         VALUES (:kind, :id, :from, :to, :version, :at)`).run({
+        kind: e.subjectKind,
+        id: e.subjectId,
+        from: e.fromStatus,
+        to: e.toStatus,
+        version: e.version,
+        at: iso(e.at),
+      });
+    },
+    listForSubject: async (kind, id) =>
+      all(
+        'SELECT * FROM lifecycle_events WHERE subject_kind = :kind AND subject_id = :id ORDER BY id',
+        (r): LifecycleEvent => ({
+          subjectKind: r.subject_kind as LifecycleEvent['subjectKind'],
+          subjectId: r.subject_id as string,
+          fromStatus: r.from_status as LifecycleStatus,
+          toStatus: r.to_status as LifecycleStatus,
+          version: r.version as number,
+          at: date(r.at),
+        }),
+        { kind, id },
+      ),
+  };
+
   return {
     tenancy,
     aop,
     access,
+    events,
     async nextVersion() {
       return (q('UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version').get() as { version: number })
         .version;
