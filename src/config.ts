@@ -9,8 +9,12 @@ export interface CertplaneConfig {
   host: string;
   port: number;
   dataDir: string;
-  /** SQLite database file. */
+  /** SQLite database file (used when no PostgreSQL URL is given). */
   databasePath: string;
+  /** PostgreSQL connection string; when set, PostgreSQL is the store. */
+  databaseUrl?: string;
+  /** PostgreSQL pool size per process. */
+  databasePoolMax: number;
   masterKey?: string;
   masterKeyFile: string;
   bodyLimit: number;
@@ -43,7 +47,10 @@ function bool(env: Env, name: string, def: boolean): boolean {
   throw new Error(`${name} must be true or false (got "${raw}")`);
 }
 
-export function loadConfig(env: Env = process.env, overrides: Partial<Pick<CertplaneConfig, 'host' | 'port' | 'dataDir' | 'databasePath'>> = {}): CertplaneConfig {
+export function loadConfig(
+  env: Env = process.env,
+  overrides: Partial<Pick<CertplaneConfig, 'host' | 'port' | 'dataDir' | 'databasePath' | 'databaseUrl'>> = {},
+): CertplaneConfig {
   const dataDir = resolve(overrides.dataDir ?? env.CERTPLANE_DATA_DIR ?? 'data');
   const d = DEFAULT_DOMAIN_CONFIG;
   return {
@@ -51,6 +58,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Pick<Certp
     port: overrides.port ?? int(env, 'CERTPLANE_PORT', 8080),
     dataDir,
     databasePath: resolve(overrides.databasePath ?? env.CERTPLANE_DATABASE ?? join(dataDir, 'certplane.db')),
+    databaseUrl: overrides.databaseUrl ?? (env.CERTPLANE_DATABASE_URL || undefined),
+    databasePoolMax: int(env, 'CERTPLANE_DATABASE_POOL_MAX', 10),
     masterKey: env.CERTPLANE_MASTER_KEY,
     masterKeyFile: resolve(env.CERTPLANE_MASTER_KEY_FILE ?? join(dataDir, 'master.key')),
     bodyLimit: int(env, 'CERTPLANE_BODY_LIMIT', 1024 * 1024),

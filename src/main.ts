@@ -17,6 +17,7 @@ import { bootstrapIfEmpty, type BootstrapResult } from './domain/bootstrap.js';
 import { createDeployer, createTimerGate, type Deployer } from './domain/lifecycle.js';
 import type { Clock, Ids, Store } from './domain/ports.js';
 import { createTenancyService } from './domain/tenancy.js';
+import { openPostgresStore } from './storage/postgres/store.js';
 import { openSqliteStore } from './storage/sqlite/store.js';
 
 export const systemClock: Clock = { now: () => new Date() };
@@ -42,13 +43,26 @@ export class StartupError extends Error {
 
 const VAULT_CHECK = 'vault.verification';
 
+/** The configured database: PostgreSQL when a URL is given, else the embedded SQLite file. Migrations run here. */
+export async function openStore(config: CertplaneConfig): Promise<Store> {
+  if (config.databaseUrl) {
+    return openPostgresStore({
+      connectionString: config.databaseUrl,
+      max: config.databasePoolMax,
+      applicationName: 'certplane',
+    });
+  }
+  return openSqliteStore({ path: config.databasePath });
+}
+
 export async function createCertplane(
   config: CertplaneConfig,
   deps: { clock?: Clock; ids?: Ids; store?: Store; logger?: boolean | Record<string, unknown> } = {},
 ): Promise<Certplane> {
   const clock = deps.clock ?? systemClock;
   const ids = deps.ids ?? randomIds;
-  if (!config.masterKey?.trim() && !existsSync(config.masterKeyFile) && !deps.store && existsSync(config.databasePath)) {
+  const sqlite = !deps.store && !config.databaseUrl;
+  if (sqlite && !config.masterKey?.trim() && !existsSync(config.masterKeyFile) && existsSync(config.databasePath)) {
     // A new key for an existing database could open nothing: say so instead of creating a useless key file.
     throw new StartupError(
       `The database ${config.databasePath} exists but its master key does not: set CERTPLANE_MASTER_KEY or restore ` +
@@ -57,7 +71,7 @@ export async function createCertplane(
   }
   const { key } = loadOrCreateMasterKey({ env: config.masterKey, keyFile: config.masterKeyFile });
   const vault = createKeyVault(key);
-  const store = deps.store ?? openSqliteStore({ path: config.databasePath });
+  const store = deps.store ?? (await openStore(config));
 
   try {
     // The database remembers a token sealed with its master key: a different key is refused before anything runs.

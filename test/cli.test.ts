@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   apiRequest,
+  childEnv,
   CLI_PATH,
   runUntilExit,
   startProcess,
@@ -18,6 +19,7 @@ import {
   type ServerProcess,
   type StartProcessOptions,
 } from './helpers/process.js';
+import { onPostgres } from './helpers/store.js';
 
 const dirs: string[] = [];
 const servers: ServerProcess[] = [];
@@ -42,13 +44,9 @@ interface CliResult {
 }
 
 /** Runs `node dist/src/cli/index.js ...args` against a data directory and waits for it to exit. */
-function cli(dir: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const base: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (!k.startsWith('CERTPLANE_') && !k.startsWith('CLOUDFLARE_')) base[k] = v;
-  }
+async function cli(dir: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   const child = spawn(process.execPath, [CLI_PATH, ...args], {
-    env: { ...base, CERTPLANE_DATA_DIR: dir, CERTPLANE_LOG_LEVEL: 'warn', ...env },
+    env: await childEnv(dir, env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);
@@ -362,15 +360,20 @@ describe('first start options', () => {
     const wrong = await runUntilExit({ dir, env: { CERTPLANE_MASTER_KEY: hexKey() } });
     assert.equal(wrong.code, 1);
     assert.ok(wrong.stderr.startsWith(`certplane: ${MASTER_KEY_MISMATCH}`), wrong.stderr);
-    // Without the variable there is no key at all for this database: refused, and no useless key file is created.
     const none = await runUntilExit({ dir });
     assert.equal(none.code, 1);
-    assert.equal(
-      none.stderr,
-      `certplane: The database ${join(dir, 'certplane.db')} exists but its master key does not: set CERTPLANE_MASTER_KEY ` +
-        `or restore the key file ${join(dir, 'master.key')} (CERTPLANE_MASTER_KEY_FILE).\n`,
-    );
-    assert.equal(existsSync(join(dir, 'master.key')), false);
+    if (onPostgres) {
+      // A PostgreSQL database is not a file certplane can see: the new key file's key is refused as a mismatch.
+      assert.ok(none.stderr.startsWith(`certplane: ${MASTER_KEY_MISMATCH}`), none.stderr);
+    } else {
+      // Without the variable there is no key at all for this database: refused, and no useless key file is created.
+      assert.equal(
+        none.stderr,
+        `certplane: The database ${join(dir, 'certplane.db')} exists but its master key does not: set CERTPLANE_MASTER_KEY ` +
+          `or restore the key file ${join(dir, 'master.key')} (CERTPLANE_MASTER_KEY_FILE).\n`,
+      );
+      assert.equal(existsSync(join(dir, 'master.key')), false);
+    }
 
     const malformed = await runUntilExit({ dir, env: { CERTPLANE_MASTER_KEY: 'not-a-key' } });
     assert.equal(malformed.code, 1);

@@ -19,7 +19,7 @@ import { createDeployer, createTimerGate, type DeploymentGate } from '../src/dom
 import type { LifecycleTiming } from '../src/domain/config.js';
 import type { AopCertificate, AopCertificateKind, HostnameAssociation, LifecycleStatus } from '../src/domain/model.js';
 import type { SettingsRollout, Store } from '../src/domain/ports.js';
-import { openSqliteStore } from '../src/storage/sqlite/store.js';
+import { openTestStore } from './helpers/store.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -485,7 +485,7 @@ interface Fixture {
 
 async function openFixture(): Promise<Fixture> {
   const dir = mkdtempSync(join(tmpdir(), 'certplane-lifecycle-'));
-  const store = openSqliteStore({ path: join(dir, 'certplane.db') });
+  const store = await openTestStore(dir);
   const clock = new ManualClock();
   const accountId = randomBytes(16).toString('hex');
   const zoneId = randomBytes(16).toString('hex');

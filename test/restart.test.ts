@@ -19,6 +19,7 @@ import {
   type JsonResponse,
   type ServerProcess,
 } from './helpers/process.js';
+import { onPostgres, storedText } from './helpers/store.js';
 
 const FAST = { CERTPLANE_DEPLOY_DELAY_MS: '200', CERTPLANE_DELETE_DELAY_MS: '200', CERTPLANE_DEPLOYER_INTERVAL_MS: '50' };
 
@@ -91,11 +92,12 @@ async function takeSnapshot(): Promise<Map<string, { status: number; body: unkno
   return out;
 }
 
-/** The database file and its WAL, as raw bytes. */
-function databaseBytes(): { files: string[]; bytes: Buffer } {
+/** Everything the database holds: the SQLite file and its WAL as raw bytes, or a PostgreSQL data dump. */
+async function databaseBytes(): Promise<{ files: string[]; bytes: Buffer }> {
+  if (onPostgres) return { files: ['the PostgreSQL database'], bytes: Buffer.from(await storedText(dir), 'latin1') };
   const files = ['certplane.db', 'certplane.db-wal'].map((f) => join(dir, f)).filter((f) => existsSync(f));
   assert.ok(files.includes(join(dir, 'certplane.db')), 'the database file exists');
-  return { files, bytes: Buffer.concat(files.map((f) => readFileSync(f))) };
+  return { files, bytes: Buffer.from(await storedText(dir), 'latin1') };
 }
 
 /** Probes for a PEM: a whole base64 line from its body and a 32-byte slice of its DER, from the middle. */
@@ -108,8 +110,8 @@ function probes(pem: string): { line: string; der: Buffer } {
   return { line, der: der.subarray(mid - 16, mid + 16) };
 }
 
-function assertNoPlaintextKeys(where: string): void {
-  const { files, bytes } = databaseBytes();
+async function assertNoPlaintextKeys(where: string): Promise<void> {
+  const { files, bytes } = await databaseBytes();
   // Positive control: the (public) certificates are stored as PEM, so the same search finds them.
   const certProbe = probes(hostLeaf.certPem);
   assert.ok(bytes.includes(Buffer.from(certProbe.line, 'latin1')), `${where}: the search finds the certificate PEM in ${files.join(', ')}`);
@@ -234,13 +236,13 @@ describe('restart on the same data directory', () => {
   });
 
   test('while running: the database and its WAL hold no plaintext private key', () => {
-    assertNoPlaintextKeys('running');
+    await assertNoPlaintextKeys('running');
   });
 
   test('SIGTERM stops it cleanly; the files still hold no plaintext key; the logs never showed one', async () => {
     const p = running!;
     await stop();
-    assertNoPlaintextKeys('stopped');
+    await assertNoPlaintextKeys('stopped');
     assert.equal(p.stdout().includes('PRIVATE KEY'), false);
     assert.equal(p.stderr().includes('PRIVATE KEY'), false);
   });
@@ -325,6 +327,6 @@ describe('restart on the same data directory', () => {
       ],
     );
     await stop();
-    assertNoPlaintextKeys('after all restarts');
+    await assertNoPlaintextKeys('after all restarts');
   });
 });

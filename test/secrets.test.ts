@@ -3,11 +3,12 @@
  * even at the most verbose log level, and not in plaintext in the database.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeCA, makeLeaf } from './helpers/certs.js';
 import { checkingFetch, startProcess, type ServerProcess } from './helpers/process.js';
+import { storedText } from './helpers/store.js';
 
 const TOKEN = 'Secrets_test_token_0123456789abcdefghijk';
 
@@ -86,9 +87,7 @@ test('no response, log line or database byte carries a private key or a credenti
   assert.ok(!/PRIVATE KEY/.test(responses), 'no response mentions a PRIVATE KEY block');
   assert.ok(!/PRIVATE KEY/.test(logs), 'no log line mentions a PRIVATE KEY block');
 
-  for (const f of readdirSync(server.dir).filter((f) => f.startsWith('certplane.db'))) {
-    const bytes = readFileSync(join(server.dir, f)).toString('latin1');
-    assert.ok(!bytes.includes('PRIVATE KEY'), `${f} holds a PEM private key in plaintext`);
-    for (const s of secrets) assert.ok(!bytes.includes(s), `${f} holds secret material in plaintext`);
-  }
+  const stored = await storedText(server.dir);
+  assert.ok(!stored.includes('PRIVATE KEY'), 'the database holds a PEM private key in plaintext');
+  for (const s of secrets) assert.ok(!stored.includes(s), 'the database holds secret material in plaintext');
 });

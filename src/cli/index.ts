@@ -9,6 +9,8 @@ import { DomainError } from '../domain/errors.js';
 import type { Account, Scope, TokenPolicy, Zone } from '../domain/model.js';
 import { permissionsFromGroups } from '../domain/tenancy.js';
 import { createCertplane, StartupError, type Certplane } from '../main.js';
+import { migratePostgres } from '../storage/postgres/store.js';
+import { migrateSqliteFile } from '../storage/sqlite/store.js';
 import type { BootstrapResult } from '../domain/bootstrap.js';
 
 const program = new Command();
@@ -17,11 +19,12 @@ program
   .description('Self-hostable, Cloudflare-compatible mTLS certificate control plane')
   .option('--data-dir <dir>', 'directory for the database and master key (env CERTPLANE_DATA_DIR)')
   .option('--database <file>', 'SQLite database file (env CERTPLANE_DATABASE)')
+  .option('--database-url <url>', 'PostgreSQL connection string; PostgreSQL is then the store (env CERTPLANE_DATABASE_URL)')
   .showHelpAfterError();
 
 function config(extra: Partial<CertplaneConfig> = {}): CertplaneConfig {
-  const o = program.opts<{ dataDir?: string; database?: string }>();
-  return loadConfig(process.env, { dataDir: o.dataDir, databasePath: o.database, ...extra });
+  const o = program.opts<{ dataDir?: string; database?: string; databaseUrl?: string }>();
+  return loadConfig(process.env, { dataDir: o.dataDir, databasePath: o.database, databaseUrl: o.databaseUrl, ...extra });
 }
 
 /** The first start prints the credentials once: on stdout for `serve`, on stderr for administration commands
@@ -42,6 +45,17 @@ function printBootstrap(b: BootstrapResult, baseUrl: string, to: NodeJS.Writable
     '',
   ];
   to.write(lines.join('\n') + '\n');
+}
+
+/** Where the data lives, for humans: never the PostgreSQL password. */
+function describeDatabase(cfg: CertplaneConfig): string {
+  if (!cfg.databaseUrl) return cfg.databasePath;
+  try {
+    const u = new URL(cfg.databaseUrl);
+    return `postgresql://${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname}`;
+  } catch {
+    return 'postgresql';
+  }
 }
 
 /** CLI output uses the API's snake_case, like every other certplane answer. */
@@ -91,7 +105,7 @@ program
     const address = await cp.app.listen({ host: cfg.host, port: cfg.port });
     cp.deployer.start(cfg.deployerIntervalMs);
     if (cp.bootstrap) printBootstrap(cp.bootstrap, address.replace('0.0.0.0', '127.0.0.1'));
-    process.stdout.write(`certplane listening on ${address}/client/v4 (database ${cfg.databasePath})\n`);
+    process.stdout.write(`certplane listening on ${address}/client/v4 (database ${describeDatabase(cfg)})\n`);
     let closing = false;
     const shutdown = async () => {
       if (closing) return;
@@ -101,6 +115,15 @@ program
     };
     process.on('SIGINT', shutdown);
     process.on('SIGTERM', shutdown);
+  });
+
+program
+  .command('migrate')
+  .description('apply pending database migrations and exit (serve also does this on start; safe with several nodes)')
+  .action(async () => {
+    const cfg = config();
+    const applied = cfg.databaseUrl ? await migratePostgres(cfg.databaseUrl) : migrateSqliteFile(cfg.databasePath);
+    json({ database: describeDatabase(cfg), applied });
   });
 
 const account = program.command('account').description('manage accounts');

@@ -12,6 +12,7 @@ import type { Clock } from '../../src/domain/ports.js';
 import { ALL_PERMISSIONS } from '../../src/domain/tenancy.js';
 import type { Permission, Scope } from '../../src/domain/model.js';
 import { checkResponse } from './openapi.js';
+import { databaseEnv } from './store.js';
 
 export class ManualClock implements Clock {
   private t: number;
@@ -72,7 +73,12 @@ export interface StartOptions {
 
 export async function startServer(opts: StartOptions = {}): Promise<TestServer> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'certplane-test-'));
-  const config = loadConfig({ CERTPLANE_DATA_DIR: dir, CERTPLANE_BOOTSTRAP_ZONE: 'example.com', ...opts.env });
+  const config = loadConfig({
+    CERTPLANE_DATA_DIR: dir,
+    CERTPLANE_BOOTSTRAP_ZONE: 'example.com',
+    ...(await databaseEnv(dir)),
+    ...opts.env,
+  });
   const clock = new ManualClock();
   const cp = await createCertplane(config, { clock });
   const address = await cp.app.listen({ host: '127.0.0.1', port: 0 });

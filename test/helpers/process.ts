@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkResponse } from './openapi.js';
+import { databaseEnv } from './store.js';
 
 /** dist/test/helpers/process.js → dist/src/cli/index.js */
 export const CLI_PATH = fileURLToPath(new URL('../../src/cli/index.js', import.meta.url));
@@ -72,7 +73,7 @@ export function freePort(): Promise<number> {
 export const tempDataDir = (): string => mkdtempSync(join(tmpdir(), 'certplane-e2e-'));
 
 /** The child's environment: ours minus any CERTPLANE_* / CLOUDFLARE_* settings, plus the test's. */
-function childEnv(dir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+export async function childEnv(dir: string, extra: Record<string, string> = {}): Promise<NodeJS.ProcessEnv> {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (!k.startsWith('CERTPLANE_') && !k.startsWith('CLOUDFLARE_')) env[k] = v;
@@ -81,6 +82,7 @@ function childEnv(dir: string, extra: Record<string, string> = {}): NodeJS.Proce
     ...env,
     CERTPLANE_DATA_DIR: dir,
     CERTPLANE_LOG_LEVEL: 'warn',
+    ...(await databaseEnv(dir)),
     ...extra,
   };
 }
@@ -109,7 +111,7 @@ async function spawnServe(opts: StartProcessOptions) {
   const dir = opts.dir ?? tempDataDir();
   const port = await freePort();
   const child = spawn(process.execPath, [CLI_PATH, 'serve', '--port', String(port)], {
-    env: childEnv(dir, opts.env),
+    env: await childEnv(dir, opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output = { out: '', err: '' };

@@ -44,6 +44,18 @@ export function migrateSqlite(db: Database.Database): string[] {
   return done;
 }
 
+/** `certplane migrate` on a SQLite file: opens it, applies pending migrations, closes it. */
+export function migrateSqliteFile(path: string): string[] {
+  mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  try {
+    db.pragma('journal_mode = WAL');
+    return migrateSqlite(db);
+  } finally {
+    db.close();
+  }
+}
+
 export function openSqliteStore(opts: SqliteStoreOptions): Store {
   if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
   let db: Database.Database;
