@@ -17,6 +17,8 @@ export interface CertplaneConfig {
   databasePoolMax: number;
   masterKey?: string;
   masterKeyFile: string;
+  /** Earlier master keys, still accepted for opening during a key rotation (CERTPLANE_PREVIOUS_MASTER_KEYS). */
+  previousMasterKeys: string[];
   bodyLimit: number;
   logLevel: string;
   deployerIntervalMs: number;
@@ -62,6 +64,10 @@ export function loadConfig(
     databasePoolMax: int(env, 'CERTPLANE_DATABASE_POOL_MAX', 10),
     masterKey: env.CERTPLANE_MASTER_KEY,
     masterKeyFile: resolve(env.CERTPLANE_MASTER_KEY_FILE ?? join(dataDir, 'master.key')),
+    previousMasterKeys: (env.CERTPLANE_PREVIOUS_MASTER_KEYS ?? '')
+      .split(',')
+      .map((k) => k.trim())
+      .filter((k) => k !== ''),
     bodyLimit: int(env, 'CERTPLANE_BODY_LIMIT', 1024 * 1024),
     logLevel: env.CERTPLANE_LOG_LEVEL ?? 'info',
     deployerIntervalMs: int(env, 'CERTPLANE_DEPLOYER_INTERVAL_MS', 250),

@@ -10,13 +10,21 @@ import { registerAopRoutes } from './api/routes/aop.js';
 import { registerTenancyRoutes } from './api/routes/tenancy.js';
 import { buildServer, type ApiServices, type CertplaneServer } from './api/server.js';
 import type { CertplaneConfig } from './config.js';
-import { checkVerificationToken, createKeyVault, loadOrCreateMasterKey, verificationToken, type KeyVault } from './crypto/vault.js';
+import {
+  checkVerificationToken,
+  createKeyVault,
+  loadOrCreateMasterKey,
+  parseMasterKey,
+  verificationToken,
+  type KeyVault,
+} from './crypto/vault.js';
 import { createAccessService } from './domain/access.js';
 import { createAopService } from './domain/aop.js';
 import { bootstrapIfEmpty, type BootstrapResult } from './domain/bootstrap.js';
 import { createDeployer, createTimerGate, type Deployer } from './domain/lifecycle.js';
 import type { Clock, Ids, Store } from './domain/ports.js';
 import { createTenancyService } from './domain/tenancy.js';
+import { VAULT_CHECK_META } from './domain/keys.js';
 import { openPostgresStore } from './storage/postgres/store.js';
 import { openSqliteStore } from './storage/sqlite/store.js';
 
@@ -41,7 +49,7 @@ export class StartupError extends Error {
   override readonly name = 'StartupError';
 }
 
-const VAULT_CHECK = 'vault.verification';
+const VAULT_CHECK = VAULT_CHECK_META;
 
 /** The configured database: PostgreSQL when a URL is given, else the embedded SQLite file. Migrations run here. */
 export async function openStore(config: CertplaneConfig): Promise<Store> {
@@ -70,7 +78,7 @@ export async function createCertplane(
     );
   }
   const { key } = loadOrCreateMasterKey({ env: config.masterKey, keyFile: config.masterKeyFile });
-  const vault = createKeyVault(key);
+  const vault = createKeyVault(key, config.previousMasterKeys.map(parseMasterKey));
   const store = deps.store ?? (await openStore(config));
 
   try {

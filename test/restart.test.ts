@@ -235,7 +235,7 @@ describe('restart on the same data directory', () => {
     ]);
   });
 
-  test('while running: the database and its WAL hold no plaintext private key', () => {
+  test('while running: the database holds no plaintext private key', async () => {
     await assertNoPlaintextKeys('running');
   });
 

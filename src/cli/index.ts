@@ -10,6 +10,9 @@ import type { Account, Scope, TokenPolicy, Zone } from '../domain/model.js';
 import { permissionsFromGroups } from '../domain/tenancy.js';
 import { createCertplane, StartupError, type Certplane } from '../main.js';
 import { migratePostgres } from '../storage/postgres/store.js';
+import { randomBytes } from 'node:crypto';
+import { verificationToken } from '../crypto/vault.js';
+import { rotateSealedKeys } from '../domain/keys.js';
 import { migrateSqliteFile } from '../storage/sqlite/store.js';
 import type { BootstrapResult } from '../domain/bootstrap.js';
 
@@ -125,6 +128,26 @@ program
     const applied = cfg.databaseUrl ? await migratePostgres(cfg.databaseUrl) : migrateSqliteFile(cfg.databasePath);
     json({ database: describeDatabase(cfg), applied });
   });
+
+const keys = program.command('keys').description('master-key management');
+keys
+  .command('generate')
+  .description('print a new random master key (64 hex characters)')
+  .action(() => {
+    process.stdout.write(randomBytes(32).toString('hex') + '\n');
+  });
+keys
+  .command('rotate')
+  .description(
+    're-seal every stored private key with the current master key (CERTPLANE_MASTER_KEY), opening them with ' +
+      'CERTPLANE_PREVIOUS_MASTER_KEYS; safe while the API serves, and safe to repeat',
+  )
+  .action(() =>
+    admin(async (cp) => {
+      const report = await rotateSealedKeys(cp.store, cp.vault, verificationToken(cp.vault));
+      json({ key_id: cp.vault.keyId, examined: report.examined, resealed: report.resealed });
+    }),
+  );
 
 const account = program.command('account').description('manage accounts');
 account

@@ -49,6 +49,8 @@ export interface KeyVault {
   open(recordId: string, envelope: string): string;
   /** First 16 hex chars of sha256(master key). */
   readonly keyId: string;
+  /** The id of the master key an envelope was sealed with (null if it is not an envelope). */
+  keyIdOf(envelope: string): string | null;
 }
 
 const VAULT_MESSAGES: Record<VaultErrorKind, string> = {
@@ -119,8 +121,7 @@ function keyIdOf(masterKey: Buffer): string {
   return createHash('sha256').update(masterKey).digest('hex').slice(0, 16);
 }
 
-/** Creates a vault around a 32-byte master key. The key bytes are copied; the caller may wipe its buffer. */
-export function createKeyVault(masterKey: Buffer): KeyVault {
+function importMasterKey(masterKey: Buffer): { keyId: string; master: KeyObject } {
   if (!(masterKey instanceof Uint8Array) || masterKey.length !== KEY_BYTES) {
     const got = masterKey instanceof Uint8Array ? `${masterKey.length} bytes` : typeof masterKey;
     throw new Error(`master key must be exactly ${KEY_BYTES} bytes (got ${got})`);
@@ -129,6 +130,20 @@ export function createKeyVault(masterKey: Buffer): KeyVault {
   const keyId = keyIdOf(keyBytes);
   const master = createSecretKey(keyBytes);
   keyBytes.fill(0);
+  return { keyId, master };
+}
+
+/**
+ * Creates a vault around a 32-byte master key, which seals. `previous` keys (during a key rotation) only open
+ * envelopes sealed with them. The key bytes are copied; the caller may wipe its buffers.
+ */
+export function createKeyVault(masterKey: Buffer, previous: Buffer[] = []): KeyVault {
+  const { keyId, master } = importMasterKey(masterKey);
+  const ring = new Map<string, KeyObject>([[keyId, master]]);
+  for (const p of previous) {
+    const k = importMasterKey(p);
+    if (!ring.has(k.keyId)) ring.set(k.keyId, k.master);
+  }
 
   function seal(recordId: string, plaintext: string): string {
     if (typeof recordId !== 'string') throw new TypeError('recordId must be a string');
@@ -166,12 +181,13 @@ export function createKeyVault(masterKey: Buffer): KeyVault {
     ) {
       throw new VaultError('malformed');
     }
-    if (envKeyId !== keyId) throw new VaultError('wrong_key');
+    const opener = ring.get(envKeyId);
+    if (!opener) throw new VaultError('wrong_key');
 
-    const dataKey = gcmDecrypt(master, wrapIv, aad(keyId, 'wrap', recordId), wrapped);
+    const dataKey = gcmDecrypt(opener, wrapIv, aad(envKeyId, 'wrap', recordId), wrapped);
     if (!dataKey) throw new VaultError('tampered');
     try {
-      const pt = gcmDecrypt(dataKey, dataIv, aad(keyId, 'data', recordId), ct);
+      const pt = gcmDecrypt(dataKey, dataIv, aad(envKeyId, 'data', recordId), ct);
       if (!pt) throw new VaultError('tampered');
       return pt.toString('utf8');
     } finally {
@@ -179,7 +195,13 @@ export function createKeyVault(masterKey: Buffer): KeyVault {
     }
   }
 
-  return Object.freeze({ seal, open, keyId });
+  return Object.freeze({ seal, open, keyId, keyIdOf: envelopeKeyId });
+}
+
+/** The id of the master key an envelope was sealed with (null if it is not an envelope). */
+function envelopeKeyId(envelope: string): string | null {
+  const parts = envelope.split('.');
+  return parts.length === 6 && parts[0] === VERSION && KEY_ID_RE.test(parts[1]) ? parts[1] : null;
 }
 
 const MASTER_KEY_FORMAT_ERROR = 'CERTPLANE_MASTER_KEY must be 32 bytes, as 64 hex characters or base64';

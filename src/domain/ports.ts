@@ -34,6 +34,10 @@ export interface Ids {
 export interface Sealer {
   seal(recordId: string, plaintext: string): string;
   open(recordId: string, envelope: string): string;
+  /** Id of the key that seals now. */
+  readonly keyId: string;
+  /** Id of the key an envelope was sealed with. */
+  keyIdOf(envelope: string): string | null;
 }
 
 export interface ZoneQuery {
@@ -83,6 +87,8 @@ export interface AopRepo {
   listCertificates(zoneId: string, kind: AopCertificateKind, excludeStatuses: LifecycleStatus[]): Promise<AopCertificate[]>;
   countCertificates(zoneId: string, kind: AopCertificateKind, excludeStatuses: LifecycleStatus[]): Promise<number>;
   purgeCertificate(id: string): Promise<void>;
+  /** Every certificate, in id order, `limit` at a time after `afterId` (key rotation, copying between databases). */
+  listCertificatesAfter(afterId: string, limit: number): Promise<AopCertificate[]>;
 
   getAssociation(zoneId: string, hostname: string): Promise<HostnameAssociation | null>;
   upsertAssociation(a: HostnameAssociation): Promise<void>;

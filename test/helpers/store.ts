@@ -20,17 +20,20 @@ const urls = new Map<string, string>();
 /** Environment that points a server with this data directory at its database (empty on SQLite). */
 export async function databaseEnv(dataDir: string): Promise<Record<string, string>> {
   if (!onPostgres) return {};
-  let url = urls.get(dataDir);
-  if (!url) {
-    url = await testDatabaseUrl();
-    urls.set(dataDir, url);
-  }
+  const url = urls.get(dataDir) ?? (await testDatabaseUrl());
+  urls.set(dataDir, url);
   return { CERTPLANE_DATABASE_URL: url };
+}
+
+async function databaseUrl(dataDir: string): Promise<string> {
+  const url = (await databaseEnv(dataDir)).CERTPLANE_DATABASE_URL;
+  if (!url) throw new Error('not a PostgreSQL run');
+  return url;
 }
 
 /** A fresh store of this run's kind (for unit-level tests of the domain against real storage). */
 export async function openTestStore(dataDir: string): Promise<Store> {
-  if (onPostgres) return openPostgresStore({ connectionString: (await databaseEnv(dataDir)).CERTPLANE_DATABASE_URL });
+  if (onPostgres) return openPostgresStore({ connectionString: await databaseUrl(dataDir) });
   return openSqliteStore({ path: join(dataDir, 'certplane.db') });
 }
 
@@ -46,7 +49,7 @@ export async function storedText(dataDir: string): Promise<string> {
       .map((f) => readFileSync(f).toString('latin1'))
       .join('\n');
   }
-  const url = (await databaseEnv(dataDir)).CERTPLANE_DATABASE_URL;
+  const url = await databaseUrl(dataDir);
   const bin = findPgBin();
   if (!bin) throw new Error('pg_dump not found');
   const r = spawnSync(join(bin, 'pg_dump'), ['--data-only', '--no-owner', url], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });

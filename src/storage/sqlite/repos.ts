@@ -261,6 +261,8 @@ export function createSqliteRepos(db: Database.Database): Repos {
     async purgeCertificate(id) {
       q('DELETE FROM aop_certificates WHERE id = :id').run({ id });
     },
+    listCertificatesAfter: async (afterId, limit) =>
+      all('SELECT * FROM aop_certificates WHERE id > :after ORDER BY id LIMIT :limit', toAopCert, { after: afterId, limit }),
 
     getAssociation: async (zoneId, hostname) =>
       one('SELECT * FROM aop_associations WHERE zone_id = :zone AND hostname = :hostname', toAssociation, { zone: zoneId, hostname }),
