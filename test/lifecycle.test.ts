@@ -483,6 +483,13 @@ interface Fixture {
   close(): Promise<void>;
 }
 
+/** Waits (bounded) until `cond` holds: a database round trip may take many turns of the event loop. */
+async function until(cond: () => boolean, deadlineMs = 5_000): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (!cond() && Date.now() < end) await pause(5);
+}
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 async function openFixture(): Promise<Fixture> {
   const dir = mkdtempSync(join(tmpdir(), 'certplane-lifecycle-'));
   const store = await openTestStore(dir);
@@ -756,8 +763,8 @@ test('deployer.tick: ticks never overlap, whoever calls them; each reads the clo
     const b = deployer.tick().then((r) => (done.push('b'), r));
     const c = deployer.tick().then((r) => (done.push('c'), r));
     // Let the first tick reach the gate, then give the others every chance to start.
-    for (let i = 0; i < 50 && !log.includes('gate v1'); i++) await new Promise((r) => setImmediate(r));
-    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    await until(() => log.includes('gate v1'));
+    await pause(50);
     assert.deepEqual(log, ['now', 'gate v1'], 'only the first tick has started');
     assert.deepEqual(done, []);
 
@@ -832,11 +839,11 @@ test('deployer.stop waits for the tick in flight', async () => {
     await insert(f, [cert]);
     const deployer = createDeployer({ store: f.store, clock: f.clock, gate, timing: TIMING });
     const ticking = deployer.tick();
-    for (let i = 0; i < 50 && !entered; i++) await new Promise((r) => setImmediate(r));
+    await until(() => entered);
     assert.equal(entered, true);
     let stopped = false;
     const stopping = deployer.stop().then(() => (stopped = true));
-    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    await pause(50);
     assert.equal(stopped, false, 'stop() has not returned while the tick runs');
     release();
     await stopping;

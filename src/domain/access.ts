@@ -126,6 +126,7 @@ export function createAccessService(deps: { store: Store; clock: Clock; ids: Ids
     }
     const first = chain[0];
     return store.write(async (r) => {
+      await r.locks.account(scope.accountId);
       const hostnames = await checkHostnames(r, scope, input.associated_hostnames ?? [], 'associated_hostnames');
       if (await r.access.getCertificateByFingerprint(scope.type, scope.id, first.fingerprintSha256)) {
         throw new DomainError('access.cert_duplicate');
@@ -157,6 +158,7 @@ export function createAccessService(deps: { store: Store; clock: Clock; ids: Ids
   async function update(scope: AccessScope, id: string, input: UpdateAccessCertificateInput): Promise<AccessCertificate> {
     const name = input.name === undefined ? undefined : checkName(input.name);
     return store.write(async (r) => {
+      await r.locks.account(scope.accountId);
       const cert = await load(r, scope, id);
       const hostnames = await checkHostnames(r, scope, input.associated_hostnames, 'associated_hostnames');
       const next: AccessCertificate = {
@@ -173,6 +175,7 @@ export function createAccessService(deps: { store: Store; clock: Clock; ids: Ids
 
   async function remove(scope: AccessScope, id: string): Promise<{ id: string }> {
     return store.write(async (r) => {
+      await r.locks.account(scope.accountId);
       const cert = await load(r, scope, id);
       if (cert.associatedHostnames.length > 0) throw new DomainError('access.cert_has_hostnames');
       await r.access.deleteCertificate(cert.id);
@@ -208,6 +211,7 @@ export function createAccessService(deps: { store: Store; clock: Clock; ids: Ids
       seen.add(n.hostname);
     }
     return store.write(async (r) => {
+      await r.locks.account(scope.accountId);
       const now = clock.now();
       if (config.fidelity.accessSettingsConflict) {
         const rollout = await r.access.getSettingsRollout(scope.type, scope.id);

@@ -101,6 +101,7 @@ export function createAopService(deps: {
     const { chain, pem } = parseUpload(input);
     const leaf = chain[0];
     return store.write(async (r) => {
+      await r.locks.zone(zone.id);
       const now = clock.now();
       const existing = await r.aop.getCertificateByFingerprint(zone.id, kind, leaf.fingerprintSha256);
       if (existing && existing.status !== 'deleted') throw new DomainError('aop.cert_duplicate');
@@ -135,6 +136,7 @@ export function createAopService(deps: {
 
   async function remove(zone: Zone, kind: AopCertificateKind, id: string): Promise<AopCertificate> {
     return store.write(async (r) => {
+      await r.locks.zone(zone.id);
       const cert = await loadCertificate(r, zone, kind, id);
       if (DEPLOYING.includes(cert.status)) throw new DomainError('aop.cert_pending_deployment');
       if (cert.status === 'pending_deletion') throw new DomainError('aop.cert_pending_deletion');
@@ -196,6 +198,7 @@ export function createAopService(deps: {
     });
 
     return store.write(async (r) => {
+      await r.locks.zone(zone.id);
       const now = clock.now();
       const certs = new Map<string, AopCertificate>();
       for (const [i, w] of wanted.entries()) {
@@ -310,6 +313,7 @@ export function createAopService(deps: {
     getZoneSetting: async (zone: Zone) => ({ enabled: zone.aopEnabled }),
     setZoneSetting: (zone: Zone, enabled: boolean) =>
       store.write(async (r) => {
+        await r.locks.zone(zone.id);
         const current = await r.tenancy.getZone(zone.id);
         if (!current) throw new DomainError('zone_not_found');
         if (current.aopEnabled !== enabled) {

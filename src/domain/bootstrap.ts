@@ -33,6 +33,8 @@ export async function bootstrapIfEmpty(
 ): Promise<BootstrapResult | null> {
   // One transaction: a crash half-way leaves an empty database that bootstraps again, never half an installation.
   return store.write(async (r) => {
+    // Several nodes may start on an empty database at once: one bootstraps, the others then see the marker.
+    await r.locks.named('bootstrap');
     if (await r.tenancy.getMeta(MARKER)) return null;
     const account = await tenancy.createAccount(opts.accountName, r);
     const zone = await tenancy.createZone({ name: opts.zoneName, accountId: account.id }, r);

@@ -35,6 +35,10 @@ export async function rotateSealedKeys(
       let n = 0;
       for (const id of stale) {
         // Re-read inside the transaction: the row may have changed (or been purged) since the page was read.
+        const before = await r.aop.findCertificateById(id);
+        if (!before) continue;
+        // The zone's lock keeps API requests and the deployer from writing the row between this read and the update.
+        await r.locks.zone(before.zoneId);
         const cert = await r.aop.findCertificateById(id);
         if (!cert || vault.keyIdOf(cert.privateKeySealed) === vault.keyId) continue;
         const plaintext = vault.open(cert.id, cert.privateKeySealed);

@@ -93,12 +93,19 @@ export function createDeployer(deps: {
 
   async function tick(): Promise<TickReport> {
     const now = clock.now();
-    const report: TickReport = { transitions: 0, purged: 0 };
-    await store.write(async (r) => {
-      // `initializing` moves on at once; other states wait on the gate or the timeout.
-      const record = (subjectKind: LifecycleEvent['subjectKind'], subjectId: string, from: DeploymentSubject & { status: LifecycleStatus }, to: LifecycleStatus) =>
-        r.events.record({ subjectKind, subjectId, fromStatus: from.status, toStatus: to, version: from.version, at: now });
+    // The report is built inside the transaction: a transaction the store re-runs must not count twice.
+    return store.write(async (r) => {
+      const report: TickReport = { transitions: 0, purged: 0 };
+      const record = (
+        subjectKind: LifecycleEvent['subjectKind'],
+        subjectId: string,
+        from: DeploymentSubject & { status: LifecycleStatus },
+        to: LifecycleStatus,
+      ) => r.events.record({ subjectKind, subjectId, fromStatus: from.status, toStatus: to, version: from.version, at: now });
+      // Rows come locked (other deployers skip them); a zone an API request is changing right now is left for the
+      // next pass, so the deployer never waits for, nor overwrites, a request.
       for (const cert of await r.aop.listCertificatesInStatus(IN_FLIGHT, now, BATCH)) {
+        if (!(await r.locks.tryZone(cert.zoneId))) continue;
         const next = await advance<AopCertificate>(cert, now);
         if (next) {
           await r.aop.updateCertificate(next);
@@ -107,6 +114,7 @@ export function createDeployer(deps: {
         }
       }
       for (const assoc of await r.aop.listAssociationsInStatus(IN_FLIGHT, now, BATCH)) {
+        if (!(await r.locks.tryZone(assoc.zoneId))) continue;
         const next = await advance<HostnameAssociation>(assoc, now);
         if (next) {
           await r.aop.upsertAssociation(next);
@@ -125,15 +133,17 @@ export function createDeployer(deps: {
       // Tombstones are readable for the retention period, then purged.
       const expired = new Date(now.getTime() - timing.retentionMs);
       for (const cert of await r.aop.listCertificatesInStatus(['deleted'], expired, BATCH)) {
+        if (!(await r.locks.tryZone(cert.zoneId))) continue;
         await r.aop.purgeCertificate(cert.id);
         report.purged++;
       }
       for (const assoc of await r.aop.listAssociationsInStatus(['deleted'], expired, BATCH)) {
+        if (!(await r.locks.tryZone(assoc.zoneId))) continue;
         await r.aop.purgeAssociation(assoc.zoneId, assoc.hostname);
         report.purged++;
       }
+      return report;
     });
-    return report;
   }
 
   return {

@@ -74,6 +74,7 @@ export interface TenancyRepo {
   /** Small key/value store for installation metadata (bootstrap marker, vault verification token). */
   getMeta(key: string): Promise<string | null>;
   setMeta(key: string, value: string): Promise<void>;
+  listMeta(): Promise<[string, string][]>;
 }
 
 export interface AopRepo {
@@ -148,11 +149,30 @@ export interface EventRepo {
   listForSubject(subjectKind: LifecycleEvent['subjectKind'], subjectId: string): Promise<LifecycleEvent[]>;
 }
 
+/**
+ * Transaction-scoped exclusive locks on aggregates, held until the transaction ends. Every write that checks an
+ * invariant of an aggregate takes its lock first: all AOP changes of a zone (limits, one association per hostname,
+ * delete-versus-associate), all Access changes of an account (its 50-certificate limit, settings rollouts).
+ * On a database with a single writer (SQLite) they cost nothing; on PostgreSQL they serialise exactly the
+ * transactions that could break an invariant, and nothing else.
+ */
+export interface Locks {
+  zone(zoneId: string): Promise<void>;
+  /** Takes the zone's lock only if nobody holds it (the deployer never waits for an API request). */
+  tryZone(zoneId: string): Promise<boolean>;
+  account(accountId: string): Promise<void>;
+  /** Installation-wide operations (bootstrap). */
+  named(name: string): Promise<void>;
+}
+
 export interface Repos {
   tenancy: TenancyRepo;
   aop: AopRepo;
   access: AccessRepo;
   events: EventRepo;
+  locks: Locks;
+  /** Raises the configuration version to at least `version` (copying an installation). */
+  advanceVersionTo(version: number): Promise<void>;
   /** Allocates the next configuration version (monotonic, one per committed change). */
   nextVersion(): Promise<number>;
   currentVersion(): Promise<number>;

@@ -350,5 +350,86 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
       const versions = await Promise.all(writes);
       assert.equal(new Set(versions).size, n, 'every write got its own version');
     });
+
+    test('a foreign key violation is a StorageError conflict too', async () => {
+      await assert.rejects(
+        store.write((r) => r.tenancy.insertZone(zone(700, hex(701), 'orphan.example'))),
+        (e: unknown) => e instanceof StorageError && e.kind === 'conflict',
+      );
+      assert.equal(await store.read((r) => r.tenancy.getZone(hex(700))), null);
+    });
+
+    test('token policies read back serialise exactly as written (key order included)', async () => {
+      const policies = [
+        { permissions: ['ssl:read' as const, 'ssl:write' as const], scopes: [{ type: 'all' as const }] },
+        { permissions: ['access-certificate:read' as const], scopes: [{ type: 'account' as const, id: A }, { type: 'zone' as const, id: z1.id }] },
+      ];
+      await store.write((r) =>
+        r.tenancy.insertToken({
+          id: hex(710),
+          name: 'order',
+          secretHash: 'sh-order',
+          status: 'active',
+          policies,
+          notBefore: at(1),
+          expiresOn: null,
+          createdAt: T0,
+          revokedAt: null,
+        }),
+      );
+      const t = await store.read((r) => r.tenancy.getToken(hex(710)));
+      assert.equal(JSON.stringify(t?.policies), JSON.stringify(policies));
+      assert.deepEqual(t?.notBefore, at(1));
+      assert.equal(t?.expiresOn, null);
+    });
+
+    test('times keep their milliseconds, from 1950 to the end of 9999', async () => {
+      const times = [new Date('1950-01-01T00:00:00.001Z'), new Date('2038-01-19T03:14:07.999Z'), new Date('9999-12-31T23:59:59.999Z')];
+      await store.write(async (r) => {
+        for (const [i, t] of times.entries()) {
+          await r.aop.insertCertificate(cert(720 + i, z2.id, 'zone', { expiresOn: t, uploadedOn: t, statusChangedAt: t, status: 'active' }));
+        }
+      });
+      await store.read(async (r) => {
+        for (const [i, t] of times.entries()) {
+          const c = await r.aop.getCertificate(z2.id, 'zone', uuid(720 + i));
+          assert.equal(c?.expiresOn.toISOString(), t.toISOString());
+          assert.equal(c?.uploadedOn.getTime(), t.getTime());
+        }
+        assert.deepEqual(
+          (await r.aop.listCertificates(z2.id, 'zone', [])).map((c) => c.id),
+          [uuid(722), uuid(721), uuid(720)],
+          'newest upload first',
+        );
+      });
+    });
+
+    test('a lookup value containing U+0000 matches nothing (and breaks nothing)', async () => {
+      const nul = '\u0000';
+      await store.read(async (r) => {
+        assert.equal(await r.tenancy.getZoneByName(nul), null);
+        assert.equal(await r.tenancy.getZoneByName(`example.com${nul}`), null);
+        assert.deepEqual(await r.tenancy.listZones({ name: nul }, { page: 1, perPage: 10 }), { items: [], totalCount: 0 });
+        assert.deepEqual((await r.tenancy.listZones({ zoneIds: [z1.id, nul] }, { page: 1, perPage: 10 })).items, [z1]);
+        assert.equal(await r.tenancy.getAccount(`${A}${nul}`), null);
+        assert.equal(await r.tenancy.getTokenBySecretHash(nul), null);
+        assert.equal(await r.aop.findCertificateById(nul), null);
+        assert.equal(
+          await r.aop.countCertificates(z1.id, 'hostname', ['deleted', nul as 'deleted']),
+          await r.aop.countCertificates(z1.id, 'hostname', ['deleted']),
+        );
+        assert.equal((await r.aop.listAssociations(z1.id, [`active${nul}` as 'active'], { page: 1, perPage: 10 })).totalCount, 0);
+      });
+      await store.write((r) => r.aop.purgeCertificate(nul));
+    });
+
+    test('text sorts in binary (code point) order, punctuation included', async () => {
+      const hostnames = ['ab.example.org', 'a.example.org', 'a-b.example.org', 'a0.example.org', 'aa.example.org', 'a_b.example.org'];
+      await store.write(async (r) => {
+        for (const h of hostnames) await r.aop.upsertAssociation(assoc(h, z2.id, uuid(4)));
+      });
+      const listed = await store.read((r) => r.aop.listAssociations(z2.id, undefined, { page: 1, perPage: 50 }));
+      assert.deepEqual(listed.items.map((a) => a.hostname), [...hostnames].sort());
+    });
   });
 }

@@ -217,6 +217,7 @@ export function createSqliteRepos(db: Database.Database): Repos {
     listTokens: async () => all('SELECT * FROM tokens ORDER BY created_at, id', toToken),
 
     getMeta: async (key) => one('SELECT value FROM meta WHERE key = :key', (r) => r.value as string, { key }),
+    listMeta: async () => all('SELECT key, value FROM meta ORDER BY key', (r): [string, string] => [r.key as string, r.value as string]),
     async setMeta(key, value) {
       q('INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run({ key, value });
     },
@@ -438,11 +439,18 @@ export function createSqliteRepos(db: Database.Database): Repos {
       ),
   };
 
+  // One writer at a time already (BEGIN IMMEDIATE behind the store's queue): nothing more to lock.
+  const noLock = async () => undefined;
+
   return {
     tenancy,
     aop,
     access,
     events,
+    locks: { zone: noLock, tryZone: async () => true, account: noLock, named: noLock },
+    async advanceVersionTo(version) {
+      q('UPDATE config_version SET version = max(version, :v) WHERE id = 1').run({ v: version });
+    },
     async nextVersion() {
       return (q('UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version').get() as { version: number })
         .version;

@@ -1,0 +1,550 @@
+/**
+ * PostgreSQL implementations of the domain's repositories: the same SQL semantics as ../sqlite/repos.ts, with `$n`
+ * parameters. Each SQL text is sent as a named prepared statement (name = hash of the text), which `pg` parses once
+ * per connection and then only binds and executes: about half the latency of an unnamed statement.
+ */
+import { createHash } from 'node:crypto';
+import type { QueryConfig, QueryResult, QueryResultRow } from 'pg';
+import type {
+  AccessCertificate,
+  AccessHostnameSetting,
+  ApiToken,
+  AopCertificate,
+  HostnameAssociation,
+  LifecycleStatus,
+  Page,
+  PageRequest,
+  Scope,
+  TokenPolicy,
+  User,
+  Zone,
+} from '../../domain/model.js';
+import type { AccessRepo, AopRepo, EventRepo, LifecycleEvent, Repos, SettingsRollout, TenancyRepo, ZoneQuery } from '../../domain/ports.js';
+
+type Row = Record<string, unknown>;
+
+/** What the repositories run statements on: a pool client (inside a transaction or not). */
+export interface Queryable {
+  query<R extends QueryResultRow = Row>(config: QueryConfig): Promise<QueryResult<R>>;
+}
+
+export interface PostgresReposOptions {
+  /** Send statements as named prepared statements (default true). Turn off behind a transaction-mode pooler that cannot keep them. */
+  preparedStatements?: boolean;
+}
+
+/**
+ * A Date as a PostgreSQL timestamptz literal in UTC with milliseconds. Unlike `toISOString()` it stays valid for years
+ * above 9999 (ISO's `+010000`) and before year 1 (`BC`), and unlike pg's default serialisation it does not depend on
+ * the process time zone.
+ */
+export function pgTimestamp(d: Date): string {
+  if (Number.isNaN(d.getTime())) throw new RangeError('Invalid time value');
+  let y = d.getUTCFullYear();
+  const bc = y <= 0;
+  if (bc) y = 1 - y;
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return (
+    `${p(y, 4)}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ` +
+    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}.${p(d.getUTCMilliseconds(), 3)}+00${bc ? ' BC' : ''}`
+  );
+}
+
+const ts = pgTimestamp;
+const tsOrNull = (d: Date | null): string | null => (d ? pgTimestamp(d) : null);
+const date = (v: unknown): Date => (v instanceof Date ? v : new Date(v as string));
+const dateOrNull = (v: unknown): Date | null => (v === null || v === undefined ? null : date(v));
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+const offset = (p: PageRequest) => (p.page - 1) * p.perPage;
+
+/** Per SQL text, computed once: its prepared statement name (a hash of the text) and whether it only selects rows. */
+interface StatementInfo {
+  name: string;
+  /** SELECT or DELETE: its string parameters are only compared with stored values, never stored. */
+  matchesOnly: boolean;
+}
+const statementInfo = new Map<string, StatementInfo>();
+function infoOf(text: string): StatementInfo {
+  let info = statementInfo.get(text);
+  if (!info) {
+    info = {
+      name: `certplane_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`,
+      matchesOnly: /^\s*(SELECT|DELETE)\b/i.test(text),
+    };
+    statementInfo.set(text, info);
+  }
+  return info;
+}
+
+const hasNul = (v: unknown): boolean =>
+  (typeof v === 'string' && v.includes('\u0000')) || (Array.isArray(v) && v.some((e) => typeof e === 'string' && e.includes('\u0000')));
+
+/**
+ * PostgreSQL text cannot hold U+0000 (SQLite's can), so no stored value contains one, and a value that does can
+ * match nothing (the API even uses "\u0000" as a name that matches no zone). In a statement that only compares
+ * parameters with stored values, such a parameter becomes NULL (`col = NULL` matches no row) and such an array
+ * element is dropped (`= ANY` / `<> ALL` of a value that never matches): the result is SQLite's, where sending the
+ * value would be an error. Statements that store values are left alone: PostgreSQL refuses them.
+ */
+function withoutNul(values: unknown[]): unknown[] {
+  return values.map((v) => {
+    if (typeof v === 'string') return v.includes('\u0000') ? null : v;
+    if (Array.isArray(v)) return v.filter((e) => !(typeof e === 'string' && e.includes('\u0000')));
+    return v;
+  });
+}
+
+/**
+ * jsonb stores object keys in its own order (shorter keys first), so policies are rebuilt in the domain's key order:
+ * a token read back serialises exactly as it was written (as it does from SQLite's JSON text). Unknown keys are kept,
+ * after the known ones.
+ */
+function canonicalPolicies(v: unknown): TokenPolicy[] {
+  if (!Array.isArray(v)) return v as TokenPolicy[];
+  return v.map((p: Record<string, unknown>) => {
+    if (p === null || typeof p !== 'object' || Array.isArray(p)) return p as unknown as TokenPolicy;
+    const { permissions, scopes, ...rest } = p;
+    const out: Record<string, unknown> = {};
+    if ('permissions' in p) out.permissions = permissions;
+    if ('scopes' in p) {
+      out.scopes = Array.isArray(scopes)
+        ? scopes.map((s: Record<string, unknown>) => {
+            if (s === null || typeof s !== 'object' || Array.isArray(s)) return s;
+            const { type, id, ...more } = s;
+            const o: Record<string, unknown> = {};
+            if ('type' in s) o.type = type;
+            if ('id' in s) o.id = id;
+            return { ...o, ...more } as Scope;
+          })
+        : scopes;
+    }
+    return { ...out, ...rest } as unknown as TokenPolicy;
+  });
+}
+
+const toAccount = (r: Row) => ({ id: r.id as string, name: r.name as string, createdAt: date(r.created_at) });
+
+const toZone = (r: Row): Zone => ({
+  id: r.id as string,
+  name: r.name as string,
+  accountId: r.account_id as string,
+  chinaNetwork: r.china_network === true,
+  aopEnabled: r.aop_enabled === true,
+  status: 'active',
+  createdAt: date(r.created_at),
+  modifiedAt: date(r.modified_at),
+});
+
+const toToken = (r: Row): ApiToken => ({
+  id: r.id as string,
+  name: r.name as string,
+  secretHash: r.secret_hash as string,
+  status: r.status as ApiToken['status'],
+  policies: canonicalPolicies(r.policies),
+  notBefore: dateOrNull(r.not_before),
+  expiresOn: dateOrNull(r.expires_on),
+  createdAt: date(r.created_at),
+  revokedAt: dateOrNull(r.revoked_at),
+});
+
+const toUser = (r: Row): User => ({
+  id: r.id as string,
+  email: r.email as string,
+  apiKeyHash: r.api_key_hash as string,
+  createdAt: date(r.created_at),
+});
+
+const toAopCert = (r: Row): AopCertificate => ({
+  id: r.id as string,
+  zoneId: r.zone_id as string,
+  kind: r.kind as AopCertificate['kind'],
+  certificate: r.certificate as string,
+  privateKeySealed: r.private_key_sealed as string,
+  fingerprintSha256: r.fingerprint_sha256 as string,
+  issuer: r.issuer as string,
+  serialNumber: r.serial_number as string,
+  signature: r.signature as string,
+  expiresOn: date(r.expires_on),
+  uploadedOn: date(r.uploaded_on),
+  updatedAt: date(r.updated_at),
+  status: r.status as LifecycleStatus,
+  statusChangedAt: date(r.status_changed_at),
+  version: num(r.version),
+});
+
+const toAssociation = (r: Row): HostnameAssociation => ({
+  zoneId: r.zone_id as string,
+  hostname: r.hostname as string,
+  certId: r.cert_id as string,
+  enabled: r.enabled === null || r.enabled === undefined ? null : r.enabled === true,
+  status: r.status as LifecycleStatus,
+  statusChangedAt: date(r.status_changed_at),
+  version: num(r.version),
+  createdAt: date(r.created_at),
+  updatedAt: date(r.updated_at),
+});
+
+const toAccessCert = (r: Row): AccessCertificate => ({
+  id: r.id as string,
+  scopeType: r.scope_type as AccessCertificate['scopeType'],
+  scopeId: r.scope_id as string,
+  accountId: r.account_id as string,
+  name: r.name as string,
+  certificate: r.certificate as string,
+  fingerprintSha256: r.fingerprint_sha256 as string,
+  fingerprintMd5: r.fingerprint_md5 as string,
+  associatedHostnames: r.associated_hostnames as string[],
+  expiresOn: date(r.expires_on),
+  createdAt: date(r.created_at),
+  updatedAt: date(r.updated_at),
+  version: num(r.version),
+});
+
+const toSetting = (r: Row): AccessHostnameSetting => ({
+  scopeType: r.scope_type as AccessHostnameSetting['scopeType'],
+  scopeId: r.scope_id as string,
+  hostname: r.hostname as string,
+  chinaNetwork: r.china_network === true,
+  clientCertificateForwarding: r.client_certificate_forwarding === true,
+  updatedAt: date(r.updated_at),
+  version: num(r.version),
+});
+
+const toRollout = (r: Row): SettingsRollout => ({
+  scopeType: r.scope_type as SettingsRollout['scopeType'],
+  scopeId: r.scope_id as string,
+  status: r.status as LifecycleStatus,
+  statusChangedAt: date(r.status_changed_at),
+  version: num(r.version),
+});
+
+const toEvent = (r: Row): LifecycleEvent => ({
+  subjectKind: r.subject_kind as LifecycleEvent['subjectKind'],
+  subjectId: r.subject_id as string,
+  fromStatus: r.from_status as LifecycleStatus,
+  toStatus: r.to_status as LifecycleStatus,
+  version: num(r.version),
+  at: date(r.at),
+});
+
+// ---- SQL (module constants: one text, hence one prepared statement name, per query) ----
+
+const ZONE_COLUMNS = 'id, name, account_id, china_network, aop_enabled, status, created_at, modified_at';
+/**
+ * $1: no name filter; $2: the name. Visibility as in SQLite: no filter when both lists ($3 accounts, $4 zone ids) are
+ * NULL; otherwise zones of the accounts OR with the ids. (The name filter has its own flag so that a name that can
+ * match nothing, sent as NULL, still filters everything out.)
+ */
+const ZONES_WHERE = `WHERE ($1::boolean OR name = $2::text)
+  AND (($3::text[] IS NULL AND $4::text[] IS NULL) OR account_id = ANY($3::text[]) OR id = ANY($4::text[]))`;
+
+const SQL = {
+  insertAccount: 'INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)',
+  getAccount: 'SELECT * FROM accounts WHERE id = $1',
+  listAccounts: 'SELECT * FROM accounts ORDER BY created_at, id',
+
+  insertZone: `INSERT INTO zones (${ZONE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+  updateZone: `UPDATE zones SET name = $2, account_id = $3, china_network = $4, aop_enabled = $5, status = $6,
+    modified_at = $7 WHERE id = $1`,
+  getZone: 'SELECT * FROM zones WHERE id = $1',
+  getZoneByName: 'SELECT * FROM zones WHERE name = $1',
+  countZones: `SELECT count(*) AS n FROM zones ${ZONES_WHERE}`,
+  listZones: `SELECT * FROM zones ${ZONES_WHERE} ORDER BY name LIMIT $5 OFFSET $6`,
+
+  insertUser: 'INSERT INTO users (id, email, api_key_hash, created_at) VALUES ($1, $2, $3, $4)',
+  getUser: 'SELECT * FROM users WHERE id = $1',
+  getUserByEmail: 'SELECT * FROM users WHERE email = $1',
+  listUsers: 'SELECT * FROM users ORDER BY email',
+  addMembership: 'INSERT INTO memberships (account_id, user_id) VALUES ($1, $2) ON CONFLICT (account_id, user_id) DO NOTHING',
+  listMemberships: 'SELECT account_id FROM memberships WHERE user_id = $1 ORDER BY account_id',
+
+  insertToken: `INSERT INTO tokens (id, name, secret_hash, status, policies, not_before, expires_on, created_at, revoked_at)
+    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9)`,
+  updateToken: `UPDATE tokens SET name = $2, secret_hash = $3, status = $4, policies = $5::jsonb, not_before = $6,
+    expires_on = $7, revoked_at = $8 WHERE id = $1`,
+  getToken: 'SELECT * FROM tokens WHERE id = $1',
+  getTokenBySecretHash: 'SELECT * FROM tokens WHERE secret_hash = $1',
+  listTokens: 'SELECT * FROM tokens ORDER BY created_at, id',
+
+  getMeta: 'SELECT value FROM meta WHERE key = $1',
+  setMeta: 'INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value',
+
+  insertAopCert: `INSERT INTO aop_certificates (id, zone_id, kind, certificate, private_key_sealed, fingerprint_sha256, issuer,
+      serial_number, signature, expires_on, uploaded_on, updated_at, status, status_changed_at, version)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+  updateAopCert: `UPDATE aop_certificates SET certificate = $4, private_key_sealed = $5, fingerprint_sha256 = $6, issuer = $7,
+      serial_number = $8, signature = $9, expires_on = $10, uploaded_on = $11, updated_at = $12, status = $13,
+      status_changed_at = $14, version = $15
+    WHERE id = $1 AND zone_id = $2 AND kind = $3`,
+  getAopCert: 'SELECT * FROM aop_certificates WHERE id = $1 AND zone_id = $2 AND kind = $3',
+  findAopCert: 'SELECT * FROM aop_certificates WHERE id = $1',
+  getAopCertByFingerprint: 'SELECT * FROM aop_certificates WHERE zone_id = $1 AND kind = $2 AND fingerprint_sha256 = $3',
+  listAopCerts: `SELECT * FROM aop_certificates WHERE zone_id = $1 AND kind = $2 AND status <> ALL($3::text[])
+    ORDER BY uploaded_on DESC, id`,
+  countAopCerts: 'SELECT count(*) AS n FROM aop_certificates WHERE zone_id = $1 AND kind = $2 AND status <> ALL($3::text[])',
+  purgeAopCert: 'DELETE FROM aop_certificates WHERE id = $1',
+  aopCertsAfter: 'SELECT * FROM aop_certificates WHERE id > $1 ORDER BY id LIMIT $2',
+
+  getAssociation: 'SELECT * FROM aop_associations WHERE zone_id = $1 AND hostname = $2',
+  upsertAssociation: `INSERT INTO aop_associations (zone_id, hostname, cert_id, enabled, status, status_changed_at, version,
+      created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    ON CONFLICT (zone_id, hostname) DO UPDATE SET cert_id = EXCLUDED.cert_id, enabled = EXCLUDED.enabled,
+      status = EXCLUDED.status, status_changed_at = EXCLUDED.status_changed_at, version = EXCLUDED.version,
+      created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at`,
+  purgeAssociation: 'DELETE FROM aop_associations WHERE zone_id = $1 AND hostname = $2',
+  countAssociations: `SELECT count(*) AS n FROM aop_associations
+    WHERE zone_id = $1 AND ($2::text[] IS NULL OR status = ANY($2::text[]))`,
+  listAssociations: `SELECT * FROM aop_associations WHERE zone_id = $1 AND ($2::text[] IS NULL OR status = ANY($2::text[]))
+    ORDER BY hostname LIMIT $3 OFFSET $4`,
+  countLiveAssociations: `SELECT count(*) AS n FROM aop_associations WHERE cert_id = $1 AND enabled IS NOT NULL
+    AND status NOT IN ('pending_deletion', 'deleted')`,
+  // The deployer's work queues. They run inside the deployer's write transaction on every API node: FOR UPDATE SKIP
+  // LOCKED hands each row to one node only (a row another transaction has locked is skipped, not waited for).
+  // The extra sort keys only make ties deterministic.
+  certsInStatus: `SELECT * FROM aop_certificates WHERE status = ANY($1::text[]) AND status_changed_at <= $2
+    ORDER BY status_changed_at, id LIMIT $3 FOR UPDATE SKIP LOCKED`,
+  associationsInStatus: `SELECT * FROM aop_associations WHERE status = ANY($1::text[]) AND status_changed_at <= $2
+    ORDER BY status_changed_at, zone_id, hostname LIMIT $3 FOR UPDATE SKIP LOCKED`,
+  rolloutsInStatus: `SELECT * FROM access_settings_rollouts WHERE status = $1 AND status_changed_at <= $2
+    ORDER BY status_changed_at, scope_type, scope_id LIMIT $3 FOR UPDATE SKIP LOCKED`,
+
+  insertAccessCert: `INSERT INTO access_certificates (id, scope_type, scope_id, account_id, name, certificate, fingerprint_sha256,
+      fingerprint_md5, associated_hostnames, expires_on, created_at, updated_at, version)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)`,
+  updateAccessCert: `UPDATE access_certificates SET name = $2, associated_hostnames = $3::jsonb, updated_at = $4, version = $5
+    WHERE id = $1`,
+  deleteAccessCert: 'DELETE FROM access_certificates WHERE id = $1',
+  getAccessCert: 'SELECT * FROM access_certificates WHERE id = $1 AND scope_type = $2 AND scope_id = $3',
+  getAccessCertByFingerprint: 'SELECT * FROM access_certificates WHERE scope_type = $1 AND scope_id = $2 AND fingerprint_sha256 = $3',
+  countAccessCerts: 'SELECT count(*) AS n FROM access_certificates WHERE scope_type = $1 AND scope_id = $2',
+  listAccessCerts: `SELECT * FROM access_certificates WHERE scope_type = $1 AND scope_id = $2
+    ORDER BY created_at, id LIMIT $3 OFFSET $4`,
+  countAccountAccessCerts: 'SELECT count(*) AS n FROM access_certificates WHERE account_id = $1',
+
+  listSettings: 'SELECT * FROM access_settings WHERE scope_type = $1 AND scope_id = $2 ORDER BY hostname',
+  upsertSetting: `INSERT INTO access_settings (scope_type, scope_id, hostname, china_network, client_certificate_forwarding,
+      updated_at, version)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (scope_type, scope_id, hostname) DO UPDATE SET china_network = EXCLUDED.china_network,
+      client_certificate_forwarding = EXCLUDED.client_certificate_forwarding, updated_at = EXCLUDED.updated_at,
+      version = EXCLUDED.version`,
+  deleteSetting: 'DELETE FROM access_settings WHERE scope_type = $1 AND scope_id = $2 AND hostname = $3',
+  getRollout: 'SELECT * FROM access_settings_rollouts WHERE scope_type = $1 AND scope_id = $2',
+  putRollout: `INSERT INTO access_settings_rollouts (scope_type, scope_id, status, status_changed_at, version)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (scope_type, scope_id) DO UPDATE SET status = EXCLUDED.status,
+      status_changed_at = EXCLUDED.status_changed_at, version = EXCLUDED.version`,
+
+  recordEvent: `INSERT INTO lifecycle_events (subject_kind, subject_id, from_status, to_status, version, at)
+    VALUES ($1, $2, $3, $4, $5, $6)`,
+  listEvents: 'SELECT * FROM lifecycle_events WHERE subject_kind = $1 AND subject_id = $2 ORDER BY id',
+
+  // One row, updated in place: versions are allocated in commit order, and every writer that allocates one
+  // serialises on this row (by design: the data plane reads changes in version order, so a version must never become
+  // visible before a smaller one).
+  nextVersion: 'UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version',
+  currentVersion: 'SELECT version FROM config_version WHERE id = 1',
+  // For src/storage/copy.ts (ahead of the port: added to TenancyRepo / Repos by whoever lands copy.ts).
+  listMeta: 'SELECT key, value FROM meta ORDER BY key',
+  advisoryLock: 'SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))',
+  tryAdvisoryLock: 'SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 0)) AS locked',
+  advanceVersionTo: 'UPDATE config_version SET version = GREATEST(version, $1::bigint) WHERE id = 1',
+} as const;
+
+export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = {}): Repos {
+  const prepared = opts.preparedStatements !== false;
+  const run = async (text: string, values: unknown[] = []): Promise<Row[]> => {
+    const info = infoOf(text);
+    if (info.matchesOnly && values.some(hasNul)) values = withoutNul(values);
+    const config: QueryConfig = prepared ? { name: info.name, text, values } : { text, values };
+    return (await db.query<Row>(config)).rows;
+  };
+  const exec = async (text: string, values: unknown[]): Promise<void> => {
+    await run(text, values);
+  };
+  const one = async <T>(text: string, map: (r: Row) => T, values: unknown[]): Promise<T | null> => {
+    const rows = await run(text, values);
+    return rows.length > 0 ? map(rows[0]) : null;
+  };
+  const all = async <T>(text: string, map: (r: Row) => T, values: unknown[] = []): Promise<T[]> =>
+    (await run(text, values)).map(map);
+  const count = async (text: string, values: unknown[]): Promise<number> => num((await run(text, values))[0].n);
+
+  const tenancy: TenancyRepo = {
+    insertAccount: (a) => exec(SQL.insertAccount, [a.id, a.name, ts(a.createdAt)]),
+    getAccount: (id) => one(SQL.getAccount, toAccount, [id]),
+    listAccounts: () => all(SQL.listAccounts, toAccount),
+
+    insertZone: (z) => exec(SQL.insertZone, zoneParams(z)),
+    updateZone: (z) =>
+      exec(SQL.updateZone, [z.id, z.name, z.accountId, z.chinaNetwork, z.aopEnabled, z.status, ts(z.modifiedAt)]),
+    getZone: (id) => one(SQL.getZone, toZone, [id]),
+    getZoneByName: (name) => one(SQL.getZoneByName, toZone, [name]),
+    async listZones(zq: ZoneQuery, page: PageRequest): Promise<Page<Zone>> {
+      const params = [zq.name === undefined || zq.name === null, zq.name ?? null, zq.accountIds ?? null, zq.zoneIds ?? null];
+      return {
+        totalCount: await count(SQL.countZones, params),
+        items: await all(SQL.listZones, toZone, [...params, page.perPage, offset(page)]),
+      };
+    },
+
+    insertUser: (u) => exec(SQL.insertUser, [u.id, u.email, u.apiKeyHash, ts(u.createdAt)]),
+    getUser: (id) => one(SQL.getUser, toUser, [id]),
+    getUserByEmail: (email) => one(SQL.getUserByEmail, toUser, [email]),
+    listUsers: () => all(SQL.listUsers, toUser),
+    addMembership: (accountId, userId) => exec(SQL.addMembership, [accountId, userId]),
+    listMemberships: (userId) => all(SQL.listMemberships, (r) => r.account_id as string, [userId]),
+
+    insertToken: (t) => exec(SQL.insertToken, [...tokenParams(t), ts(t.createdAt), tsOrNull(t.revokedAt)]),
+    updateToken: (t) => exec(SQL.updateToken, [...tokenParams(t), tsOrNull(t.revokedAt)]),
+    getToken: (id) => one(SQL.getToken, toToken, [id]),
+    getTokenBySecretHash: (hash) => one(SQL.getTokenBySecretHash, toToken, [hash]),
+    listTokens: () => all(SQL.listTokens, toToken),
+
+    getMeta: (key) => one(SQL.getMeta, (r) => r.value as string, [key]),
+    setMeta: (key, value) => exec(SQL.setMeta, [key, value]),
+    listMeta: () => all(SQL.listMeta, (r): [string, string] => [r.key as string, r.value as string]),
+  };
+
+  const aop: AopRepo = {
+    insertCertificate: (c) => exec(SQL.insertAopCert, aopParams(c)),
+    updateCertificate: (c) => exec(SQL.updateAopCert, aopParams(c)),
+    getCertificate: (zoneId, kind, id) => one(SQL.getAopCert, toAopCert, [id, zoneId, kind]),
+    findCertificateById: (id) => one(SQL.findAopCert, toAopCert, [id]),
+    getCertificateByFingerprint: (zoneId, kind, fp) => one(SQL.getAopCertByFingerprint, toAopCert, [zoneId, kind, fp]),
+    listCertificates: (zoneId, kind, exclude) => all(SQL.listAopCerts, toAopCert, [zoneId, kind, exclude]),
+    countCertificates: (zoneId, kind, exclude) => count(SQL.countAopCerts, [zoneId, kind, exclude]),
+    purgeCertificate: (id) => exec(SQL.purgeAopCert, [id]),
+    listCertificatesAfter: (afterId, limit) => all(SQL.aopCertsAfter, toAopCert, [afterId, limit]),
+
+    getAssociation: (zoneId, hostname) => one(SQL.getAssociation, toAssociation, [zoneId, hostname]),
+    upsertAssociation: (a) =>
+      exec(SQL.upsertAssociation, [
+        a.zoneId,
+        a.hostname,
+        a.certId,
+        a.enabled,
+        a.status,
+        ts(a.statusChangedAt),
+        a.version,
+        ts(a.createdAt),
+        ts(a.updatedAt),
+      ]),
+    purgeAssociation: (zoneId, hostname) => exec(SQL.purgeAssociation, [zoneId, hostname]),
+    async listAssociations(zoneId, statuses, page) {
+      const params = [zoneId, statuses ?? null];
+      return {
+        totalCount: await count(SQL.countAssociations, params),
+        items: await all(SQL.listAssociations, toAssociation, [...params, page.perPage, offset(page)]),
+      };
+    },
+    countLiveAssociations: (certId) => count(SQL.countLiveAssociations, [certId]),
+    listCertificatesInStatus: (statuses, before, limit) => all(SQL.certsInStatus, toAopCert, [statuses, ts(before), limit]),
+    listAssociationsInStatus: (statuses, before, limit) =>
+      all(SQL.associationsInStatus, toAssociation, [statuses, ts(before), limit]),
+  };
+
+  const access: AccessRepo = {
+    insertCertificate: (c) =>
+      exec(SQL.insertAccessCert, [
+        c.id,
+        c.scopeType,
+        c.scopeId,
+        c.accountId,
+        c.name,
+        c.certificate,
+        c.fingerprintSha256,
+        c.fingerprintMd5,
+        JSON.stringify(c.associatedHostnames),
+        ts(c.expiresOn),
+        ts(c.createdAt),
+        ts(c.updatedAt),
+        c.version,
+      ]),
+    updateCertificate: (c) =>
+      exec(SQL.updateAccessCert, [c.id, c.name, JSON.stringify(c.associatedHostnames), ts(c.updatedAt), c.version]),
+    deleteCertificate: (id) => exec(SQL.deleteAccessCert, [id]),
+    getCertificate: (scopeType, scopeId, id) => one(SQL.getAccessCert, toAccessCert, [id, scopeType, scopeId]),
+    getCertificateByFingerprint: (scopeType, scopeId, fp) =>
+      one(SQL.getAccessCertByFingerprint, toAccessCert, [scopeType, scopeId, fp]),
+    async listCertificates(scopeType, scopeId, page) {
+      return {
+        totalCount: await count(SQL.countAccessCerts, [scopeType, scopeId]),
+        items: await all(SQL.listAccessCerts, toAccessCert, [scopeType, scopeId, page.perPage, offset(page)]),
+      };
+    },
+    countAccountCertificates: (accountId) => count(SQL.countAccountAccessCerts, [accountId]),
+
+    listSettings: (scopeType, scopeId) => all(SQL.listSettings, toSetting, [scopeType, scopeId]),
+    upsertSetting: (s) =>
+      exec(SQL.upsertSetting, [
+        s.scopeType,
+        s.scopeId,
+        s.hostname,
+        s.chinaNetwork,
+        s.clientCertificateForwarding,
+        ts(s.updatedAt),
+        s.version,
+      ]),
+    deleteSetting: (scopeType, scopeId, hostname) => exec(SQL.deleteSetting, [scopeType, scopeId, hostname]),
+    getSettingsRollout: (scopeType, scopeId) => one(SQL.getRollout, toRollout, [scopeType, scopeId]),
+    putSettingsRollout: (r) => exec(SQL.putRollout, [r.scopeType, r.scopeId, r.status, ts(r.statusChangedAt), r.version]),
+    listSettingsRolloutsInStatus: (status, before, limit) => all(SQL.rolloutsInStatus, toRollout, [status, ts(before), limit]),
+  };
+
+  const events: EventRepo = {
+    record: (e) => exec(SQL.recordEvent, [e.subjectKind, e.subjectId, e.fromStatus, e.toStatus, e.version, ts(e.at)]),
+    listForSubject: (kind, id) => all(SQL.listEvents, toEvent, [kind, id]),
+  };
+
+  /** Advisory locks keyed by (kind, id), released at commit or rollback; they need no row to exist. */
+  const lock = (kind: string) => async (id: string) => {
+    await run(SQL.advisoryLock, [`${kind}:${id}`]);
+  };
+
+  return {
+    advanceVersionTo: (version: number): Promise<void> => exec(SQL.advanceVersionTo, [version]),
+    locks: {
+      zone: lock('zone'),
+      tryZone: async (id: string) => (await run(SQL.tryAdvisoryLock, [`zone:${id}`]))[0].locked === true,
+      account: lock('account'),
+      named: lock('named'),
+    },
+    tenancy,
+    aop,
+    access,
+    events,
+    nextVersion: async () => num((await run(SQL.nextVersion))[0].version),
+    currentVersion: async () => num((await run(SQL.currentVersion))[0].version),
+  };
+}
+
+function zoneParams(z: Zone): unknown[] {
+  return [z.id, z.name, z.accountId, z.chinaNetwork, z.aopEnabled, z.status, ts(z.createdAt), ts(z.modifiedAt)];
+}
+
+/** id, name, secret_hash, status, policies, not_before, expires_on (shared by insert and update). */
+function tokenParams(t: ApiToken): unknown[] {
+  return [t.id, t.name, t.secretHash, t.status, JSON.stringify(t.policies), tsOrNull(t.notBefore), tsOrNull(t.expiresOn)];
+}
+
+function aopParams(c: AopCertificate): unknown[] {
+  return [
+    c.id,
+    c.zoneId,
+    c.kind,
+    c.certificate,
+    c.privateKeySealed,
+    c.fingerprintSha256,
+    c.issuer,
+    c.serialNumber,
+    c.signature,
+    ts(c.expiresOn),
+    ts(c.uploadedOn),
+    ts(c.updatedAt),
+    c.status,
+    ts(c.statusChangedAt),
+    c.version,
+  ];
+}
