@@ -9,11 +9,13 @@ import { DomainError } from '../domain/errors.js';
 import type { Account, Scope, TokenPolicy, Zone } from '../domain/model.js';
 import { permissionsFromGroups } from '../domain/tenancy.js';
 import { createCertplane, StartupError, type Certplane } from '../main.js';
-import { migratePostgres } from '../storage/postgres/store.js';
+import { migratePostgres, openPostgresStore } from '../storage/postgres/store.js';
+import { copyStore, CopyError } from '../storage/copy.js';
+import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { verificationToken } from '../crypto/vault.js';
 import { rotateSealedKeys } from '../domain/keys.js';
-import { migrateSqliteFile } from '../storage/sqlite/store.js';
+import { migrateSqliteFile, openSqliteStore } from '../storage/sqlite/store.js';
 import type { BootstrapResult } from '../domain/bootstrap.js';
 
 const program = new Command();
@@ -127,6 +129,26 @@ program
     const cfg = config();
     const applied = cfg.databaseUrl ? await migratePostgres(cfg.databaseUrl) : migrateSqliteFile(cfg.databasePath);
     json({ database: describeDatabase(cfg), applied });
+  });
+
+program
+  .command('copy-to-postgres')
+  .description('copy a SQLite installation into an empty PostgreSQL database (same master key afterwards)')
+  .requiredOption('--from <file>', 'the SQLite database file')
+  .requiredOption('--to <url>', 'the PostgreSQL connection string (the database must be empty)')
+  .action(async (o: { from: string; to: string }) => {
+    if (!existsSync(o.from)) throw new InvalidArgumentError(`no SQLite database at ${o.from}`);
+    const from = openSqliteStore({ path: o.from });
+    try {
+      const to = await openPostgresStore({ connectionString: o.to, applicationName: 'certplane copy' });
+      try {
+        json(await copyStore(from, to));
+      } finally {
+        await to.close();
+      }
+    } finally {
+      await from.close();
+    }
   });
 
 const keys = program.command('keys').description('master-key management');
@@ -262,7 +284,9 @@ token
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof DomainError) process.stderr.write(`certplane: ${err.kind}${err.detail ? `: ${err.detail}` : ''}\n`);
-  else if (err instanceof StartupError || err instanceof InvalidArgumentError) process.stderr.write(`certplane: ${err.message}\n`);
+  else if (err instanceof StartupError || err instanceof InvalidArgumentError || err instanceof CopyError) {
+    process.stderr.write(`certplane: ${err.message}\n`);
+  }
   else process.stderr.write(`certplane: ${(err as Error)?.message ?? String(err)}\n`);
   process.exit(1);
 });
