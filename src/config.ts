@@ -22,6 +22,8 @@ export interface CertplaneConfig {
   bodyLimit: number;
   logLevel: string;
   deployerIntervalMs: number;
+  /** An edge not seen for this long leaves the live set (its acknowledgements stop gating deployments). */
+  edgeGraceMs: number;
   bootstrap: {
     zoneName: string;
     accountName: string;
@@ -71,6 +73,7 @@ export function loadConfig(
     bodyLimit: int(env, 'CERTPLANE_BODY_LIMIT', 1024 * 1024),
     logLevel: env.CERTPLANE_LOG_LEVEL ?? 'info',
     deployerIntervalMs: int(env, 'CERTPLANE_DEPLOYER_INTERVAL_MS', 250),
+    edgeGraceMs: int(env, 'CERTPLANE_EDGE_GRACE_MS', 30_000),
     bootstrap: {
       zoneName: env.CERTPLANE_BOOTSTRAP_ZONE ?? 'example.com',
       accountName: env.CERTPLANE_BOOTSTRAP_ACCOUNT ?? 'Default account',

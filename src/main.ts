@@ -21,7 +21,9 @@ import {
 import { createAccessService } from './domain/access.js';
 import { createAopService } from './domain/aop.js';
 import { bootstrapIfEmpty, type BootstrapResult } from './domain/bootstrap.js';
-import { createDeployer, createTimerGate, type Deployer } from './domain/lifecycle.js';
+import { createAckGate, createDeployer, createTimerGate, type Deployer } from './domain/lifecycle.js';
+import { createEdgeService, type EdgeService } from './domain/edge.js';
+import { registerEdgeRoutes } from './api/routes/edge.js';
 import type { Clock, Ids, Store } from './domain/ports.js';
 import { createTenancyService } from './domain/tenancy.js';
 import { VAULT_CHECK_META } from './domain/keys.js';
@@ -37,6 +39,8 @@ export const randomIds: Ids = {
 export interface Certplane {
   app: FastifyInstance;
   services: ApiServices;
+  /** The control plane's side of the data plane: edge hostnames, edge nodes, the feed. */
+  edge: EdgeService;
   store: Store;
   vault: KeyVault;
   deployer: Deployer;
@@ -109,6 +113,7 @@ export async function createCertplane(
   const tenancy = createTenancyService({ store, clock, ids });
   const aop = createAopService({ store, clock, ids, sealer: vault, config: config.domain });
   const access = createAccessService({ store, clock, ids, config: config.domain });
+  const edge = createEdgeService({ store, clock, ids, sealer: vault });
   const services: ApiServices = { tenancy, aop, access };
 
   const bootstrap = await bootstrapIfEmpty(store, tenancy, config.bootstrap, clock.now());
@@ -117,11 +122,12 @@ export async function createCertplane(
   registerAopRoutes(app, services, config.domain);
   registerAccessRoutes(app, services);
   registerTenancyRoutes(app, services);
+  registerEdgeRoutes(app, edge);
 
   const deployer = createDeployer({
     store,
     clock,
-    gate: createTimerGate(config.domain.lifecycle),
+    gate: createAckGate({ store, graceMs: config.edgeGraceMs, fallback: createTimerGate(config.domain.lifecycle) }),
     timing: config.domain.lifecycle,
     onError: (err) => app.log.error({ err: { message: (err as Error).message } }, 'deployer tick failed'),
   });
@@ -129,6 +135,7 @@ export async function createCertplane(
   return {
     app,
     services,
+    edge,
     store,
     vault,
     deployer,

@@ -109,6 +109,8 @@ describe('copy a SQLite installation into PostgreSQL', { skip }, () => {
       associations: 1,
       access_certificates: 2,
       access_settings: 1,
+      edge_hostnames: 0,
+      edge_nodes: 0,
       config_version: 'number',
     });
 

@@ -6,14 +6,18 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type CertplaneConfig } from '../config.js';
 import { DomainError } from '../domain/errors.js';
-import type { Account, Scope, TokenPolicy, Zone } from '../domain/model.js';
+import type { Account, EdgeHostname, Scope, TokenPolicy, Zone } from '../domain/model.js';
+import { createNodeDataPlane } from '../edge/node/index.js';
+import { startEdgeAgent } from '../edge/agent.js';
+import { createKeyVault, loadOrCreateMasterKey, parseMasterKey, verificationToken } from '../crypto/vault.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { issueDevServerCertificate, loadOrCreateDevCa } from '../pki/issue.js';
 import { permissionsFromGroups } from '../domain/tenancy.js';
 import { createCertplane, StartupError, type Certplane } from '../main.js';
 import { migratePostgres, openPostgresStore } from '../storage/postgres/store.js';
 import { copyStore, CopyError } from '../storage/copy.js';
-import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { verificationToken } from '../crypto/vault.js';
 import { rotateSealedKeys } from '../domain/keys.js';
 import { migrateSqliteFile, openSqliteStore } from '../storage/sqlite/store.js';
 import type { BootstrapResult } from '../domain/bootstrap.js';
@@ -63,6 +67,15 @@ function describeDatabase(cfg: CertplaneConfig): string {
   }
 }
 
+const edgeHostnameJson = (h: EdgeHostname) => ({
+  hostname: h.hostname,
+  zone_id: h.zoneId,
+  origin: `${h.originTls ? 'https' : 'http'}://${h.originAddress}:${h.originPort}`,
+  origin_sni: h.originSni,
+  version: h.version,
+  updated_at: h.updatedAt.toISOString(),
+});
+
 /** CLI output uses the API's snake_case, like every other certplane answer. */
 const accountJson = (a: Account) => ({ id: a.id, name: a.name, created_on: a.createdAt.toISOString() });
 const zoneJson = (z: Zone) => ({
@@ -104,17 +117,43 @@ program
   .description('run the API server (SQLite by default)')
   .option('--host <host>', 'address to listen on (env CERTPLANE_HOST, default 127.0.0.1)')
   .option('--port <port>', 'port to listen on (env CERTPLANE_PORT, default 8080)', port)
-  .action(async (opts: { host?: string; port?: number }) => {
+  .option('--edge', 'also run an edge in this process (the one-command demo)', false)
+  .option('--edge-host <host>', 'address the embedded edge listens on (default 127.0.0.1)', '127.0.0.1')
+  .option('--edge-port <port>', 'port the embedded edge listens on for visitors (TLS; default 8443)', port, 8443)
+  .action(async (opts: { host?: string; port?: number; edge: boolean; edgeHost: string; edgePort: number }) => {
     const cfg = config({ ...(opts.host ? { host: opts.host } : {}), ...(opts.port !== undefined ? { port: opts.port } : {}) });
     const cp = await createCertplane(cfg, { logger: { level: cfg.logLevel } });
     const address = await cp.app.listen({ host: cfg.host, port: cfg.port });
     cp.deployer.start(cfg.deployerIntervalMs);
     if (cp.bootstrap) printBootstrap(cp.bootstrap, address.replace('0.0.0.0', '127.0.0.1'));
     process.stdout.write(`certplane listening on ${address}/client/v4 (database ${describeDatabase(cfg)})\n`);
+    let embedded: { stop(): Promise<void> } | undefined;
+    if (opts.edge) {
+      // The embedded edge is an ordinary edge node: it registers, polls the feed over loopback and acknowledges.
+      const { node, credential } = await cp.edge.registerNode(`embedded edge (pid ${process.pid})`);
+      const dataPlane = createNodeDataPlane();
+      const { port: edgePort } = await dataPlane.start({ host: opts.edgeHost, port: opts.edgePort });
+      const agent = startEdgeAgent({
+        controlPlane: address.replace('0.0.0.0', '127.0.0.1'),
+        credential,
+        dataPlane,
+        vault: cp.vault,
+        onError: (err) => cp.app.log.warn({ err: { message: (err as Error).message } }, 'edge agent'),
+      });
+      embedded = {
+        async stop() {
+          await agent.stop();
+          await dataPlane.stop();
+          await cp.edge.revokeNode(node.id);
+        },
+      };
+      process.stdout.write(`certplane edge listening on https://${opts.edgeHost}:${edgePort} (edge node ${node.id})\n`);
+    }
     let closing = false;
     const shutdown = async () => {
       if (closing) return;
       closing = true;
+      await embedded?.stop();
       await cp.close();
       process.exit(0);
     };
@@ -150,6 +189,123 @@ program
       await from.close();
     }
   });
+
+const edgeCmd = program.command('edge').description('edge nodes: the data plane');
+edgeCmd
+  .command('register <name>')
+  .description('register an edge node; prints its credential once')
+  .action((name: string) =>
+    admin(async (cp) => {
+      const { node, credential } = await cp.edge.registerNode(name);
+      json({ id: node.id, name: node.name, credential });
+    }),
+  );
+edgeCmd
+  .command('list')
+  .description('edge nodes with their acknowledged version, last contact and reported failures')
+  .action(() =>
+    admin(async (cp) => {
+      const out = [];
+      for (const n of await cp.edge.listNodes()) {
+        out.push({
+          id: n.id,
+          name: n.name,
+          acked_version: n.ackedVersion,
+          last_seen_at: n.lastSeenAt?.toISOString() ?? null,
+          revoked_at: n.revokedAt?.toISOString() ?? null,
+          failures: (await cp.edge.listFailures(n.id)).map((f) => ({ hostname: f.hostname, version: f.version, reason: f.reason })),
+        });
+      }
+      json(out);
+    }),
+  );
+edgeCmd
+  .command('revoke <edge_id>')
+  .action((id: string) => admin(async (cp) => json({ id, revoked_at: (await cp.edge.revokeNode(id)).revokedAt?.toISOString() })));
+edgeCmd
+  .command('run')
+  .description('run an edge node: TLS for visitors, configured by the control plane')
+  .requiredOption('--control-plane <url>', 'control plane origin, e.g. http://10.0.0.5:8080')
+  .option('--credential <credential>', 'the edge credential (env CERTPLANE_EDGE_CREDENTIAL)')
+  .option('--host <host>', 'address to listen on for visitors', '0.0.0.0')
+  .option('--port <port>', 'port to listen on for visitors (TLS)', port, 8443)
+  .action(async (o: { controlPlane: string; credential?: string; host: string; port: number }) => {
+    const credential = o.credential ?? process.env.CERTPLANE_EDGE_CREDENTIAL;
+    if (!credential) throw new InvalidArgumentError('give --credential or CERTPLANE_EDGE_CREDENTIAL');
+    const cfg = config();
+    const { key } = loadOrCreateMasterKey({ env: cfg.masterKey, keyFile: cfg.masterKeyFile, create: false });
+    const vault = createKeyVault(key, cfg.previousMasterKeys.map(parseMasterKey));
+    const dataPlane = createNodeDataPlane();
+    const { port: edgePort } = await dataPlane.start({ host: o.host, port: o.port });
+    const agent = startEdgeAgent({
+      controlPlane: o.controlPlane.replace(/\/+$/, ''),
+      credential,
+      dataPlane,
+      vault,
+      onError: (err) => process.stderr.write(`certplane edge: ${(err as Error).message}\n`),
+      onApplied: (r) =>
+        process.stdout.write(`certplane edge: version ${r.version} live${r.failed.length ? ` (${r.failed.length} failed)` : ''}\n`),
+    });
+    process.stdout.write(`certplane edge listening on https://${o.host}:${edgePort}\n`);
+    const shutdown = async () => {
+      await agent.stop();
+      await dataPlane.stop();
+      process.exit(0);
+    };
+    process.on('SIGINT', shutdown);
+    process.on('SIGTERM', shutdown);
+  });
+
+const hostnameCmd = program.command('hostname').description('hostnames the edge serves (origin and visitor certificate)');
+hostnameCmd
+  .command('add <hostname>')
+  .description('serve a hostname: where its origin is and which certificate visitors see')
+  .requiredOption('--origin <address:port>', 'the origin, e.g. 127.0.0.1:9443')
+  .option('--origin-tls', 'connect to the origin with TLS', false)
+  .option('--origin-sni <name>', 'SNI to send to the origin (default: the hostname)')
+  .option('--origin-ca <file>', 'CA bundle to verify the origin with')
+  .option('--cert <file>', 'visitor-facing certificate (PEM, chain allowed)')
+  .option('--key <file>', 'its private key (PEM)')
+  .option('--dev-cert', 'issue the visitor-facing certificate from a local development CA (created on first use)', false)
+  .action(
+    (
+      hostname: string,
+      o: { origin: string; originTls: boolean; originSni?: string; originCa?: string; cert?: string; key?: string; devCert: boolean },
+    ) =>
+      admin(async (cp) => {
+        const m = /^(.+):(\d{1,5})$/.exec(o.origin);
+        if (!m) throw new InvalidArgumentError('--origin is address:port');
+        let pair: { certPem: string; keyPem: string };
+        if (o.devCert) {
+          const ca = await loadOrCreateDevCa(join(config().dataDir, 'dev-ca'));
+          if (ca.created) {
+            process.stderr.write(
+              `certplane: created a development CA (${ca.certFile}). Visitors trust the edge's development certificates\n` +
+                `with it, for example: curl --cacert ${ca.certFile} ...  (never use it in production)\n`,
+            );
+          }
+          pair = await issueDevServerCertificate(ca, hostname.toLowerCase().replace(/\.$/, ''));
+        } else {
+          if (!o.cert || !o.key) throw new InvalidArgumentError('give --cert and --key, or --dev-cert');
+          pair = { certPem: readFileSync(o.cert, 'utf8'), keyPem: readFileSync(o.key, 'utf8') };
+        }
+        const h = await cp.edge.addHostname({
+          hostname,
+          origin: {
+            address: m[1].replace(/^\[|\]$/g, ''),
+            port: Number(m[2]),
+            tls: o.originTls,
+            sni: o.originSni ?? null,
+            caPem: o.originCa ? readFileSync(o.originCa, 'utf8') : null,
+          },
+          certificatePem: pair.certPem,
+          keyPem: pair.keyPem,
+        });
+        json(edgeHostnameJson(h));
+      }),
+  );
+hostnameCmd.command('remove <hostname>').action((h: string) => admin(async (cp) => cp.edge.removeHostname(h)));
+hostnameCmd.command('list').action(() => admin(async (cp) => json((await cp.edge.listHostnames()).map(edgeHostnameJson))));
 
 const keys = program.command('keys').description('master-key management');
 keys

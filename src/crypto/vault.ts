@@ -283,7 +283,7 @@ function readKeyFile(keyFile: string): Buffer | null {
  *     file mode 0o600 created atomically with O_EXCL ('wx'), so it is never world-readable. If another process
  *     wins the creation race, its key is read instead.
  */
-export function loadOrCreateMasterKey(opts: { env?: string | undefined; keyFile: string }): {
+export function loadOrCreateMasterKey(opts: { env?: string | undefined; keyFile: string; create?: boolean }): {
   key: Buffer;
   source: 'env' | 'file' | 'created';
 } {
@@ -293,6 +293,9 @@ export function loadOrCreateMasterKey(opts: { env?: string | undefined; keyFile:
   const { keyFile } = opts;
   const existing = readKeyFile(keyFile);
   if (existing) return { key: existing, source: 'file' };
+  if (opts.create === false) {
+    throw new Error(`no master key: set CERTPLANE_MASTER_KEY or provide the key file ${keyFile} (CERTPLANE_MASTER_KEY_FILE)`);
+  }
 
   mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 });
   const key = randomBytes(KEY_BYTES);

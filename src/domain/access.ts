@@ -8,7 +8,7 @@ import { DomainError } from './errors.js';
 import { isSubdomainOrEqual } from './hostnames.js';
 import type { AccessCertificate, AccessHostnameSetting, AccessScopeType, Page, PageRequest, Zone } from './model.js';
 import type { Clock, Ids, Repos, Store } from './ports.js';
-import { isUuid, owningZone, requireHostname } from './shared.js';
+import { bumpVersion, isUuid, owningZone, requireHostname } from './shared.js';
 
 /** Who an Access request is for: an account, or one zone of an account. */
 export interface AccessScope {
@@ -148,7 +148,7 @@ export function createAccessService(deps: { store: Store; clock: Clock; ids: Ids
         expiresOn: new Date(Math.min(...chain.map((c) => c.notAfter.getTime()))),
         createdAt: now,
         updatedAt: now,
-        version: await r.nextVersion(),
+        version: await bumpVersion(r, 'account', scope.accountId),
       };
       await r.access.insertCertificate(cert);
       return cert;
@@ -166,7 +166,7 @@ export function createAccessService(deps: { store: Store; clock: Clock; ids: Ids
         name: name ?? cert.name,
         associatedHostnames: hostnames,
         updatedAt: clock.now(),
-        version: await r.nextVersion(),
+        version: await bumpVersion(r, 'account', scope.accountId),
       };
       await r.access.updateCertificate(next);
       return next;
@@ -179,7 +179,7 @@ export function createAccessService(deps: { store: Store; clock: Clock; ids: Ids
       const cert = await load(r, scope, id);
       if (cert.associatedHostnames.length > 0) throw new DomainError('access.cert_has_hostnames');
       await r.access.deleteCertificate(cert.id);
-      await r.nextVersion();
+      await bumpVersion(r, 'account', scope.accountId);
       return { id: cert.id };
     });
   }
@@ -223,7 +223,7 @@ export function createAccessService(deps: { store: Store; clock: Clock; ids: Ids
           throw new DomainError('access.china_network_not_enabled', n.hostname, `${n.at}/china_network`);
         }
       }
-      const version = await r.nextVersion();
+      const version = await bumpVersion(r, 'account', scope.accountId);
       const result: AccessHostnameSetting[] = [];
       for (const n of normalized) {
         const setting: AccessHostnameSetting = {

@@ -23,7 +23,7 @@ import type {
   Zone,
 } from './model.js';
 import type { Clock, Ids, Repos, Sealer, Store } from './ports.js';
-import { isUuid, owningZone, requireHostname } from './shared.js';
+import { bumpVersion, isUuid, owningZone, requireHostname } from './shared.js';
 
 export interface UploadInput {
   certificate: string;
@@ -126,7 +126,7 @@ export function createAopService(deps: {
         updatedAt: now,
         status: 'initializing',
         statusChangedAt: now,
-        version: await r.nextVersion(),
+        version: await bumpVersion(r, 'zone', zone.id),
       };
       if (existing) await r.aop.updateCertificate(cert);
       else await r.aop.insertCertificate(cert);
@@ -150,7 +150,7 @@ export function createAopService(deps: {
         status: 'pending_deletion',
         statusChangedAt: now,
         updatedAt: now,
-        version: await r.nextVersion(),
+        version: await bumpVersion(r, 'zone', zone.id),
       };
       await r.aop.updateCertificate(next);
       return next;
@@ -265,7 +265,7 @@ export function createAopService(deps: {
           views.push({ association: { ...shown, certId: w.certId, enabled: null }, certificate: cert });
           continue;
         }
-        version ??= await r.nextVersion();
+        version ??= await bumpVersion(r, 'zone', zone.id);
         const next: HostnameAssociation = {
           zoneId: zone.id,
           hostname: w.hostname,
@@ -318,7 +318,7 @@ export function createAopService(deps: {
         if (!current) throw new DomainError('zone_not_found');
         if (current.aopEnabled !== enabled) {
           await r.tenancy.updateZone({ ...current, aopEnabled: enabled, modifiedAt: clock.now() });
-          await r.nextVersion();
+          await bumpVersion(r, 'zone', zone.id);
         }
         return { enabled };
       }),

@@ -19,6 +19,28 @@ export interface DeploymentGate {
   isDeployed(subject: DeploymentSubject, now: Date): Promise<boolean>;
   /** Is the deletion of this subject complete everywhere? */
   isRemoved(subject: DeploymentSubject, now: Date): Promise<boolean>;
+  /** Called before each deployer pass, outside its transaction, to read what the gate decides on. */
+  refresh?(now: Date): Promise<void>;
+}
+
+/**
+ * The gate once edges exist: a change is live when every live edge (one that was seen within `graceMs` and is not
+ * revoked) has acknowledged a configuration version at least as new as the change's. With no live edge, the
+ * behaviour without edges (`fallback`) is kept.
+ */
+export function createAckGate(deps: { store: Store; graceMs: number; fallback: DeploymentGate }): DeploymentGate {
+  let liveMinAcked: number | null = null;
+  const live = (s: DeploymentSubject, now: Date, fallback: (s: DeploymentSubject, now: Date) => Promise<boolean>) =>
+    liveMinAcked === null ? fallback(s, now) : Promise.resolve(liveMinAcked >= s.version);
+  return {
+    async refresh(now) {
+      const nodes = await deps.store.read((r) => r.edge.listNodes());
+      const alive = nodes.filter((n) => !n.revokedAt && n.lastSeenAt && now.getTime() - n.lastSeenAt.getTime() <= deps.graceMs);
+      liveMinAcked = alive.length === 0 ? null : Math.min(...alive.map((n) => n.ackedVersion));
+    },
+    isDeployed: (s, now) => live(s, now, deps.fallback.isDeployed),
+    isRemoved: (s, now) => live(s, now, deps.fallback.isRemoved),
+  };
 }
 
 /** The gate used until edges exist: a deployment completes a fixed delay after it started. */
@@ -93,6 +115,7 @@ export function createDeployer(deps: {
 
   async function tick(): Promise<TickReport> {
     const now = clock.now();
+    await gate.refresh?.(now);
     // The report is built inside the transaction: a transaction the store re-runs must not count twice.
     return store.write(async (r) => {
       const report: TickReport = { transitions: 0, purged: 0 };

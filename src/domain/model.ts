@@ -140,3 +140,49 @@ export interface PageRequest {
   page: number; // 1-based
   perPage: number;
 }
+
+/** A hostname the edge serves: its origin and its visitor-facing certificate (managed with the CLI). */
+export interface EdgeHostname {
+  hostname: string; // lowercase FQDN, belongs to `zoneId`
+  zoneId: string;
+  originAddress: string;
+  originPort: number;
+  originTls: boolean;
+  /** SNI sent to the origin; null = the hostname itself. */
+  originSni: string | null;
+  /** CA bundle the edge verifies the origin with; null = not verified. */
+  originCaPem: string | null;
+  /** Visitor-facing certificate chain (PEM) and its sealed private key. */
+  serverCertificate: string;
+  serverKeySealed: string;
+  createdAt: Date;
+  updatedAt: Date;
+  version: number;
+}
+
+/** An edge node registered with the control plane, with its own credential (not a user's API token). */
+export interface EdgeNode {
+  id: string; // 32 lowercase hex
+  name: string;
+  secretHash: string; // sha256 hex of the credential
+  registeredAt: Date;
+  lastSeenAt: Date | null;
+  /** The configuration version this edge has acknowledged as live (0 = none yet). */
+  ackedVersion: number;
+  revokedAt: Date | null;
+}
+
+/** What an edge reported it could not apply at a version. */
+export interface EdgeFailure {
+  edgeId: string;
+  version: number;
+  hostname: string;
+  reason: string;
+}
+
+/** A configuration change, recorded in the change log under the version it was committed with. */
+export interface ConfigChange {
+  version: number;
+  scopeType: 'zone' | 'account' | 'hostname';
+  scopeId: string;
+}

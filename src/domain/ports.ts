@@ -11,6 +11,10 @@ import type {
   ApiToken,
   AopCertificate,
   AopCertificateKind,
+  ConfigChange,
+  EdgeFailure,
+  EdgeHostname,
+  EdgeNode,
   HostnameAssociation,
   LifecycleStatus,
   Page,
@@ -149,6 +153,29 @@ export interface EventRepo {
   listForSubject(subjectKind: LifecycleEvent['subjectKind'], subjectId: string): Promise<LifecycleEvent[]>;
 }
 
+export interface EdgeRepo {
+  upsertHostname(h: EdgeHostname): Promise<void>;
+  getHostname(hostname: string): Promise<EdgeHostname | null>;
+  deleteHostname(hostname: string): Promise<void>;
+  listHostnames(): Promise<EdgeHostname[]>;
+  listHostnamesOfZone(zoneId: string): Promise<EdgeHostname[]>;
+
+  insertNode(n: EdgeNode): Promise<void>;
+  updateNode(n: EdgeNode): Promise<void>;
+  getNode(id: string): Promise<EdgeNode | null>;
+  getNodeBySecretHash(hash: string): Promise<EdgeNode | null>;
+  listNodes(): Promise<EdgeNode[]>;
+
+  /** Replaces what an edge reported as failed at a version (empty list = nothing failed). */
+  putFailures(edgeId: string, version: number, failures: EdgeFailure[]): Promise<void>;
+  listFailures(edgeId: string): Promise<EdgeFailure[]>;
+
+  /** The change log: which scopes changed at which version. */
+  recordChange(c: ConfigChange): Promise<void>;
+  /** Changes with after < version <= upTo, oldest first. */
+  listChanges(after: number, upTo: number): Promise<ConfigChange[]>;
+}
+
 /**
  * Transaction-scoped exclusive locks on aggregates, held until the transaction ends. Every write that checks an
  * invariant of an aggregate takes its lock first: all AOP changes of a zone (limits, one association per hostname,
@@ -170,6 +197,7 @@ export interface Repos {
   aop: AopRepo;
   access: AccessRepo;
   events: EventRepo;
+  edge: EdgeRepo;
   locks: Locks;
   /** Raises the configuration version to at least `version` (copying an installation). */
   advanceVersionTo(version: number): Promise<void>;

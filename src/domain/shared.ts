@@ -2,6 +2,7 @@
 import { DomainError } from './errors.js';
 import { normalizeHostname, parentDomains } from './hostnames.js';
 import type { Zone } from './model.js';
+import type { ConfigChange } from './model.js';
 import type { Repos } from './ports.js';
 
 export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -23,4 +24,14 @@ export async function owningZone(r: Repos, hostname: string): Promise<Zone | nul
     if (zone) return zone;
   }
   return null;
+}
+
+/**
+ * Allocates the next configuration version for a change of `scope` and records it in the change log, which is
+ * what edges read their deltas from. Every write the data plane must learn about goes through here.
+ */
+export async function bumpVersion(r: Repos, scopeType: ConfigChange['scopeType'], scopeId: string): Promise<number> {
+  const version = await r.nextVersion();
+  await r.edge.recordChange({ version, scopeType, scopeId });
+  return version;
 }

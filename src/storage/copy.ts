@@ -16,6 +16,8 @@ export interface CopyReport {
   associations: number;
   access_certificates: number;
   access_settings: number;
+  edge_hostnames: number;
+  edge_nodes: number;
   config_version: number;
 }
 
@@ -59,8 +61,10 @@ export async function copyStore(from: Store, to: Store): Promise<CopyReport> {
       const rollout = await r.access.getSettingsRollout(s.type, s.id);
       if (rollout) rollouts.push(rollout);
     }
+    const edgeHostnames = await r.edge.listHostnames();
+    const edgeNodes = await r.edge.listNodes();
     const version = await r.currentVersion();
-    return { accounts, zones, users, memberships, tokens, meta, certs, associations, accessCerts, settings, rollouts, version };
+    return { accounts, zones, users, memberships, tokens, meta, certs, associations, accessCerts, settings, rollouts, edgeHostnames, edgeNodes, version };
   });
 
   await to.write(async (r) => {
@@ -76,6 +80,9 @@ export async function copyStore(from: Store, to: Store): Promise<CopyReport> {
     for (const c of snapshot.accessCerts) await r.access.insertCertificate(c);
     for (const s of snapshot.settings) await r.access.upsertSetting(s);
     for (const ro of snapshot.rollouts) await r.access.putSettingsRollout(ro);
+    for (const h of snapshot.edgeHostnames) await r.edge.upsertHostname(h);
+    // Edge nodes keep their credentials; after the move they start again from a full snapshot.
+    for (const n of snapshot.edgeNodes) await r.edge.insertNode({ ...n, ackedVersion: 0, lastSeenAt: null });
     await r.advanceVersionTo(snapshot.version);
   });
 
@@ -88,6 +95,8 @@ export async function copyStore(from: Store, to: Store): Promise<CopyReport> {
     associations: snapshot.associations.length,
     access_certificates: snapshot.accessCerts.length,
     access_settings: snapshot.settings.length,
+    edge_hostnames: snapshot.edgeHostnames.length,
+    edge_nodes: snapshot.edgeNodes.length,
     config_version: snapshot.version,
   };
 }

@@ -6,9 +6,8 @@
  * pool (see POOL_SIZE); certificates are always fresh, each with its own random 16-byte serial, so two calls never
  * produce the same certificate (or fingerprint) by accident. Consecutive calls always get different keys.
  *
- * @peculiar/x509 needs a Reflect metadata polyfill (tsyringe) and none is installed, so a minimal one is defined here
- * before the library is loaded with a dynamic import. Tests that want the library directly should use the `x509`
- * namespace exported below rather than importing '@peculiar/x509' themselves.
+ * @peculiar/x509 needs the Reflect metadata API (reflect-metadata, loaded first). Tests that want the library
+ * directly use the `x509` namespace exported below.
  */
 import {
   type KeyObject,
@@ -21,36 +20,7 @@ import {
 import { promisify } from 'node:util';
 import type * as X509Types from '@peculiar/x509';
 
-// --- minimal Reflect metadata polyfill (only what tsyringe uses) ------------------------------------------------
-{
-  type MetaStore = WeakMap<object, Map<unknown, unknown>>;
-  const R = Reflect as unknown as Record<string, unknown>;
-  if (typeof R.getMetadata !== 'function') {
-    const store: MetaStore = new WeakMap();
-    const own = (target: object, create: boolean): Map<unknown, unknown> | undefined => {
-      let m = store.get(target);
-      if (!m && create) store.set(target, (m = new Map()));
-      return m;
-    };
-    const getOwnMetadata = (key: unknown, target: object): unknown => own(target, false)?.get(key);
-    const getMetadata = (key: unknown, target: object): unknown => {
-      for (let t: object | null = target; t; t = Object.getPrototypeOf(t)) {
-        const m = own(t, false);
-        if (m?.has(key)) return m.get(key);
-      }
-      return undefined;
-    };
-    const defineMetadata = (key: unknown, value: unknown, target: object): void => {
-      own(target, true)!.set(key, value);
-    };
-    R.getOwnMetadata = getOwnMetadata;
-    R.getMetadata = getMetadata;
-    R.defineMetadata = defineMetadata;
-    R.hasOwnMetadata = (key: unknown, target: object): boolean => own(target, false)?.has(key) ?? false;
-    R.hasMetadata = (key: unknown, target: object): boolean => getMetadata(key, target) !== undefined;
-    R.metadata = (key: unknown, value: unknown) => (target: object) => defineMetadata(key, value, target);
-  }
-}
+import 'reflect-metadata'; // @peculiar/x509 (through tsyringe) needs the Reflect metadata API
 
 export const x509: typeof X509Types = await import('@peculiar/x509');
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);

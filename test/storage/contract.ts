@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { AccessCertificate, AopCertificate, HostnameAssociation, Zone } from '../../src/domain/model.js';
+import type { AccessCertificate, AopCertificate, EdgeHostname, EdgeNode, HostnameAssociation, Zone } from '../../src/domain/model.js';
 import type { Store } from '../../src/domain/ports.js';
 import { StorageError } from '../../src/storage/errors.js';
 
@@ -68,6 +68,37 @@ function accessCert(n: number, scopeType: 'account' | 'zone', scopeId: string, a
     createdAt: at(n),
     updatedAt: at(n),
     version: n,
+  };
+}
+
+function edgeHost(hostname: string, zoneId: string, extra: Partial<EdgeHostname> = {}): EdgeHostname {
+  return {
+    hostname,
+    zoneId,
+    originAddress: '192.0.2.10',
+    originPort: 8443,
+    originTls: true,
+    originSni: `origin.${hostname}`,
+    originCaPem: '-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n',
+    serverCertificate: `-----BEGIN CERTIFICATE-----\n${hostname}\n-----END CERTIFICATE-----\n`,
+    serverKeySealed: `v1.sealed.${hostname}`,
+    createdAt: at(1),
+    updatedAt: at(2),
+    version: 1,
+    ...extra,
+  };
+}
+
+function edgeNode(n: number, extra: Partial<EdgeNode> = {}): EdgeNode {
+  return {
+    id: hex(n),
+    name: `edge ${n}`,
+    secretHash: `edge-secret-${n}`,
+    registeredAt: at(n),
+    lastSeenAt: null,
+    ackedVersion: 0,
+    revokedAt: null,
+    ...extra,
   };
 }
 
@@ -421,6 +452,155 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
         assert.equal((await r.aop.listAssociations(z1.id, [`active${nul}` as 'active'], { page: 1, perPage: 10 })).totalCount, 0);
       });
       await store.write((r) => r.aop.purgeCertificate(nul));
+    });
+
+    test('edge: hostnames, nodes, failures and the change log', async () => {
+      // Hostnames: upsert inserts, then replaces every column; listings in binary hostname order.
+      const hostnames = ['ab.edge.example', 'a.edge.example', 'a-b.edge.example', 'a_b.edge.example', 'a0.edge.example'];
+      const plain = edgeHost('plain.edge.example', z2.id, { originTls: false, originSni: null, originCaPem: null, originPort: 80 });
+      await store.write(async (r) => {
+        for (const h of hostnames) await r.edge.upsertHostname(edgeHost(h, z1.id));
+        await r.edge.upsertHostname(plain);
+      });
+      await store.read(async (r) => {
+        assert.deepEqual(await r.edge.getHostname('a.edge.example'), edgeHost('a.edge.example', z1.id));
+        assert.deepEqual(await r.edge.getHostname('plain.edge.example'), plain, 'NULLs and false round-trip');
+        assert.equal(await r.edge.getHostname('missing.edge.example'), null);
+        assert.deepEqual((await r.edge.listHostnames()).map((h) => h.hostname), [...hostnames, plain.hostname].sort());
+        assert.deepEqual((await r.edge.listHostnamesOfZone(z1.id)).map((h) => h.hostname), [...hostnames].sort());
+        assert.deepEqual(await r.edge.listHostnamesOfZone(z2.id), [plain]);
+        assert.deepEqual(await r.edge.listHostnamesOfZone(hex(799)), []);
+      });
+      const moved = edgeHost('a.edge.example', z2.id, {
+        originAddress: 'origin.example.net',
+        originPort: 443,
+        originTls: false,
+        originSni: null,
+        originCaPem: null,
+        serverCertificate: 'new chain',
+        serverKeySealed: 'v1.sealed.new',
+        createdAt: at(10),
+        updatedAt: at(11),
+        version: 7,
+      });
+      await store.write(async (r) => {
+        await r.edge.upsertHostname(moved);
+        await r.edge.deleteHostname('ab.edge.example');
+        await r.edge.deleteHostname('never.edge.example'); // deleting nothing is fine
+      });
+      await store.read(async (r) => {
+        assert.deepEqual(await r.edge.getHostname('a.edge.example'), moved, 'upsert replaces every column');
+        assert.equal(await r.edge.getHostname('ab.edge.example'), null);
+        assert.deepEqual(
+          (await r.edge.listHostnamesOfZone(z1.id)).map((h) => h.hostname),
+          ['a-b.edge.example', 'a0.edge.example', 'a_b.edge.example'],
+        );
+        assert.deepEqual((await r.edge.listHostnamesOfZone(z2.id)).map((h) => h.hostname), ['a.edge.example', 'plain.edge.example']);
+        assert.equal((await r.edge.listHostnames()).length, 5);
+      });
+
+      // A hostname of an unknown zone is a foreign key violation: a conflict, and nothing is written.
+      await assert.rejects(
+        store.write((r) => r.edge.upsertHostname(edgeHost('orphan.edge.example', hex(799)))),
+        (e: unknown) => e instanceof StorageError && e.kind === 'conflict',
+      );
+      assert.equal(await store.read((r) => r.edge.getHostname('orphan.edge.example')), null);
+
+      // Nodes: insert, lookups, listing by registration time then id, update of every column.
+      const n1 = edgeNode(803, { registeredAt: at(5) });
+      const n2 = edgeNode(801, { registeredAt: at(5), lastSeenAt: at(6), ackedVersion: 3 });
+      const n3 = edgeNode(802, { registeredAt: at(4) });
+      await store.write(async (r) => {
+        await r.edge.insertNode(n1);
+        await r.edge.insertNode(n2);
+        await r.edge.insertNode(n3);
+      });
+      await store.read(async (r) => {
+        assert.deepEqual(await r.edge.getNode(hex(803)), n1);
+        assert.deepEqual(await r.edge.getNodeBySecretHash('edge-secret-801'), n2);
+        assert.equal(await r.edge.getNode(hex(899)), null);
+        assert.equal(await r.edge.getNodeBySecretHash('unknown'), null);
+        assert.equal(await r.edge.getNodeBySecretHash('\u0000'), null);
+        assert.deepEqual((await r.edge.listNodes()).map((n) => n.id), [hex(802), hex(801), hex(803)]);
+      });
+      const n1b: EdgeNode = {
+        ...n1,
+        name: 'renamed',
+        secretHash: 'edge-secret-rotated',
+        registeredAt: at(1),
+        lastSeenAt: at(20),
+        ackedVersion: 12,
+        revokedAt: at(21),
+      };
+      await store.write((r) => r.edge.updateNode(n1b));
+      await store.read(async (r) => {
+        assert.deepEqual(await r.edge.getNode(hex(803)), n1b, 'update replaces every column');
+        assert.equal(await r.edge.getNodeBySecretHash('edge-secret-803'), null);
+        assert.deepEqual(await r.edge.getNodeBySecretHash('edge-secret-rotated'), n1b);
+        assert.deepEqual((await r.edge.listNodes()).map((n) => n.id), [hex(803), hex(802), hex(801)]);
+      });
+      await assert.rejects(
+        store.write((r) => r.edge.insertNode(edgeNode(804, { secretHash: 'edge-secret-801' }))),
+        (e: unknown) => e instanceof StorageError && e.kind === 'conflict',
+        'secret hashes are unique',
+      );
+
+      // Failures: each put replaces everything the edge reported before; other edges are untouched.
+      const fail = (edgeId: string, version: number, hostname: string, reason: string) => ({ edgeId, version, hostname, reason });
+      await store.write(async (r) => {
+        await r.edge.putFailures(hex(801), 5, [fail(hex(801), 5, 'b.edge.example', 'bad key'), fail(hex(801), 5, 'a.edge.example', 'bad chain')]);
+        await r.edge.putFailures(hex(802), 5, [fail(hex(802), 5, 'c.edge.example', 'origin unreachable')]);
+      });
+      await store.read(async (r) => {
+        assert.deepEqual(await r.edge.listFailures(hex(801)), [
+          fail(hex(801), 5, 'a.edge.example', 'bad chain'),
+          fail(hex(801), 5, 'b.edge.example', 'bad key'),
+        ]);
+        assert.deepEqual(await r.edge.listFailures(hex(803)), []);
+      });
+      await store.write((r) =>
+        r.edge.putFailures(hex(801), 6, [fail(hex(801), 6, 'd.edge.example', 'expired'), fail(hex(801), 6, 'a.edge.example', 'still bad')]),
+      );
+      await store.read(async (r) => {
+        assert.deepEqual(await r.edge.listFailures(hex(801)), [
+          fail(hex(801), 6, 'a.edge.example', 'still bad'),
+          fail(hex(801), 6, 'd.edge.example', 'expired'),
+        ]);
+        assert.deepEqual(await r.edge.listFailures(hex(802)), [fail(hex(802), 5, 'c.edge.example', 'origin unreachable')]);
+      });
+      await store.write((r) => r.edge.putFailures(hex(801), 7, []));
+      await store.read(async (r) => {
+        assert.deepEqual(await r.edge.listFailures(hex(801)), [], 'an empty report clears the failures');
+        assert.equal((await r.edge.listFailures(hex(802))).length, 1);
+      });
+      await assert.rejects(
+        store.write((r) => r.edge.putFailures(hex(899), 1, [fail(hex(899), 1, 'a.edge.example', 'x')])),
+        (e: unknown) => e instanceof StorageError && e.kind === 'conflict',
+        'failures of an unknown edge',
+      );
+
+      // The change log: appended in any order, read back by version then insertion, after < version <= upTo.
+      await store.write(async (r) => {
+        await r.edge.recordChange({ version: 105, scopeType: 'zone', scopeId: z1.id });
+        await r.edge.recordChange({ version: 105, scopeType: 'account', scopeId: A });
+        await r.edge.recordChange({ version: 106, scopeType: 'hostname', scopeId: 'a.edge.example' });
+        await r.edge.recordChange({ version: 108, scopeType: 'zone', scopeId: z2.id });
+        await r.edge.recordChange({ version: 107, scopeType: 'zone', scopeId: z1.id });
+      });
+      await store.read(async (r) => {
+        assert.deepEqual(await r.edge.listChanges(0, 1000), [
+          { version: 105, scopeType: 'zone', scopeId: z1.id },
+          { version: 105, scopeType: 'account', scopeId: A },
+          { version: 106, scopeType: 'hostname', scopeId: 'a.edge.example' },
+          { version: 107, scopeType: 'zone', scopeId: z1.id },
+          { version: 108, scopeType: 'zone', scopeId: z2.id },
+        ]);
+        assert.deepEqual((await r.edge.listChanges(105, 107)).map((c) => c.version), [106, 107], 'after is exclusive, upTo inclusive');
+        assert.deepEqual((await r.edge.listChanges(104, 105)).map((c) => c.scopeType), ['zone', 'account']);
+        assert.deepEqual(await r.edge.listChanges(108, 1000), []);
+        assert.deepEqual(await r.edge.listChanges(106, 106), []);
+        assert.deepEqual(await r.edge.listChanges(0, 104), []);
+      });
     });
 
     test('text sorts in binary (code point) order, punctuation included', async () => {

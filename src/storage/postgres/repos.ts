@@ -10,6 +10,10 @@ import type {
   AccessHostnameSetting,
   ApiToken,
   AopCertificate,
+  ConfigChange,
+  EdgeFailure,
+  EdgeHostname,
+  EdgeNode,
   HostnameAssociation,
   LifecycleStatus,
   Page,
@@ -19,7 +23,17 @@ import type {
   User,
   Zone,
 } from '../../domain/model.js';
-import type { AccessRepo, AopRepo, EventRepo, LifecycleEvent, Repos, SettingsRollout, TenancyRepo, ZoneQuery } from '../../domain/ports.js';
+import type {
+  AccessRepo,
+  AopRepo,
+  EdgeRepo,
+  EventRepo,
+  LifecycleEvent,
+  Repos,
+  SettingsRollout,
+  TenancyRepo,
+  ZoneQuery,
+} from '../../domain/ports.js';
 
 type Row = Record<string, unknown>;
 
@@ -227,6 +241,44 @@ const toEvent = (r: Row): LifecycleEvent => ({
   at: date(r.at),
 });
 
+const toEdgeHostname = (r: Row): EdgeHostname => ({
+  hostname: r.hostname as string,
+  zoneId: r.zone_id as string,
+  originAddress: r.origin_address as string,
+  originPort: num(r.origin_port),
+  originTls: r.origin_tls === true,
+  originSni: (r.origin_sni ?? null) as string | null,
+  originCaPem: (r.origin_ca_pem ?? null) as string | null,
+  serverCertificate: r.server_certificate as string,
+  serverKeySealed: r.server_key_sealed as string,
+  createdAt: date(r.created_at),
+  updatedAt: date(r.updated_at),
+  version: num(r.version),
+});
+
+const toEdgeNode = (r: Row): EdgeNode => ({
+  id: r.id as string,
+  name: r.name as string,
+  secretHash: r.secret_hash as string,
+  registeredAt: date(r.registered_at),
+  lastSeenAt: dateOrNull(r.last_seen_at),
+  ackedVersion: num(r.acked_version),
+  revokedAt: dateOrNull(r.revoked_at),
+});
+
+const toEdgeFailure = (r: Row): EdgeFailure => ({
+  edgeId: r.edge_id as string,
+  version: num(r.version),
+  hostname: r.hostname as string,
+  reason: r.reason as string,
+});
+
+const toChange = (r: Row): ConfigChange => ({
+  version: num(r.version),
+  scopeType: r.scope_type as ConfigChange['scopeType'],
+  scopeId: r.scope_id as string,
+});
+
 // ---- SQL (module constants: one text, hence one prepared statement name, per query) ----
 
 const ZONE_COLUMNS = 'id, name, account_id, china_network, aop_enabled, status, created_at, modified_at';
@@ -339,6 +391,38 @@ const SQL = {
   recordEvent: `INSERT INTO lifecycle_events (subject_kind, subject_id, from_status, to_status, version, at)
     VALUES ($1, $2, $3, $4, $5, $6)`,
   listEvents: 'SELECT * FROM lifecycle_events WHERE subject_kind = $1 AND subject_id = $2 ORDER BY id',
+
+  // The data plane. hostname, zone_id and id are COLLATE "C" in the schema: ORDER BY is binary, as in SQLite.
+  upsertEdgeHostname: `INSERT INTO edge_hostnames (hostname, zone_id, origin_address, origin_port, origin_tls, origin_sni,
+      origin_ca_pem, server_certificate, server_key_sealed, created_at, updated_at, version)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    ON CONFLICT (hostname) DO UPDATE SET zone_id = EXCLUDED.zone_id, origin_address = EXCLUDED.origin_address,
+      origin_port = EXCLUDED.origin_port, origin_tls = EXCLUDED.origin_tls, origin_sni = EXCLUDED.origin_sni,
+      origin_ca_pem = EXCLUDED.origin_ca_pem, server_certificate = EXCLUDED.server_certificate,
+      server_key_sealed = EXCLUDED.server_key_sealed, created_at = EXCLUDED.created_at,
+      updated_at = EXCLUDED.updated_at, version = EXCLUDED.version`,
+  getEdgeHostname: 'SELECT * FROM edge_hostnames WHERE hostname = $1',
+  deleteEdgeHostname: 'DELETE FROM edge_hostnames WHERE hostname = $1',
+  listEdgeHostnames: 'SELECT * FROM edge_hostnames ORDER BY hostname',
+  listEdgeHostnamesOfZone: 'SELECT * FROM edge_hostnames WHERE zone_id = $1 ORDER BY hostname',
+
+  insertEdgeNode: `INSERT INTO edge_nodes (id, name, secret_hash, registered_at, last_seen_at, acked_version, revoked_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+  updateEdgeNode: `UPDATE edge_nodes SET name = $2, secret_hash = $3, registered_at = $4, last_seen_at = $5,
+    acked_version = $6, revoked_at = $7 WHERE id = $1`,
+  getEdgeNode: 'SELECT * FROM edge_nodes WHERE id = $1',
+  getEdgeNodeBySecretHash: 'SELECT * FROM edge_nodes WHERE secret_hash = $1',
+  listEdgeNodes: 'SELECT * FROM edge_nodes ORDER BY registered_at, id',
+
+  deleteEdgeFailures: 'DELETE FROM edge_failures WHERE edge_id = $1',
+  // Every failure of the report in one statement (one round trip however many hostnames failed).
+  insertEdgeFailures: `INSERT INTO edge_failures (edge_id, version, hostname, reason)
+    SELECT $1::text, $2::bigint, f.hostname, f.reason FROM unnest($3::text[], $4::text[]) AS f (hostname, reason)`,
+  listEdgeFailures: 'SELECT * FROM edge_failures WHERE edge_id = $1 ORDER BY hostname',
+
+  recordChange: 'INSERT INTO config_changes (version, scope_type, scope_id) VALUES ($1, $2, $3)',
+  listChanges: `SELECT version, scope_type, scope_id FROM config_changes WHERE version > $1::bigint AND version <= $2::bigint
+    ORDER BY version, id`,
 
   // One row, updated in place: versions are allocated in commit order, and every writer that allocates one
   // serialises on this row (by design: the data plane reads changes in version order, so a version must never become
@@ -498,6 +582,30 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
     listForSubject: (kind, id) => all(SQL.listEvents, toEvent, [kind, id]),
   };
 
+  const edge: EdgeRepo = {
+    upsertHostname: (h) => exec(SQL.upsertEdgeHostname, edgeHostnameParams(h)),
+    getHostname: (hostname) => one(SQL.getEdgeHostname, toEdgeHostname, [hostname]),
+    deleteHostname: (hostname) => exec(SQL.deleteEdgeHostname, [hostname]),
+    listHostnames: () => all(SQL.listEdgeHostnames, toEdgeHostname),
+    listHostnamesOfZone: (zoneId) => all(SQL.listEdgeHostnamesOfZone, toEdgeHostname, [zoneId]),
+
+    insertNode: (n) => exec(SQL.insertEdgeNode, edgeNodeParams(n)),
+    updateNode: (n) => exec(SQL.updateEdgeNode, edgeNodeParams(n)),
+    getNode: (id) => one(SQL.getEdgeNode, toEdgeNode, [id]),
+    getNodeBySecretHash: (hash) => one(SQL.getEdgeNodeBySecretHash, toEdgeNode, [hash]),
+    listNodes: () => all(SQL.listEdgeNodes, toEdgeNode),
+
+    async putFailures(edgeId, version, failures) {
+      await exec(SQL.deleteEdgeFailures, [edgeId]);
+      if (failures.length === 0) return;
+      await exec(SQL.insertEdgeFailures, [edgeId, version, failures.map((f) => f.hostname), failures.map((f) => f.reason)]);
+    },
+    listFailures: (edgeId) => all(SQL.listEdgeFailures, toEdgeFailure, [edgeId]),
+
+    recordChange: (c) => exec(SQL.recordChange, [c.version, c.scopeType, c.scopeId]),
+    listChanges: (after, upTo) => all(SQL.listChanges, toChange, [after, upTo]),
+  };
+
   /** Advisory locks keyed by (kind, id), released at commit or rollback; they need no row to exist. */
   const lock = (kind: string) => async (id: string) => {
     await run(SQL.advisoryLock, [`${kind}:${id}`]);
@@ -515,6 +623,7 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
     aop,
     access,
     events,
+    edge,
     nextVersion: async () => num((await run(SQL.nextVersion))[0].version),
     currentVersion: async () => num((await run(SQL.currentVersion))[0].version),
   };
@@ -547,4 +656,26 @@ function aopParams(c: AopCertificate): unknown[] {
     ts(c.statusChangedAt),
     c.version,
   ];
+}
+
+function edgeHostnameParams(h: EdgeHostname): unknown[] {
+  return [
+    h.hostname,
+    h.zoneId,
+    h.originAddress,
+    h.originPort,
+    h.originTls,
+    h.originSni,
+    h.originCaPem,
+    h.serverCertificate,
+    h.serverKeySealed,
+    ts(h.createdAt),
+    ts(h.updatedAt),
+    h.version,
+  ];
+}
+
+/** id, name, secret_hash, registered_at, last_seen_at, acked_version, revoked_at (shared by insert and update). */
+function edgeNodeParams(n: EdgeNode): unknown[] {
+  return [n.id, n.name, n.secretHash, ts(n.registeredAt), tsOrNull(n.lastSeenAt), n.ackedVersion, tsOrNull(n.revokedAt)];
 }

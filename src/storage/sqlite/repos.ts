@@ -6,6 +6,10 @@ import type {
   Account,
   ApiToken,
   AopCertificate,
+  ConfigChange,
+  EdgeFailure,
+  EdgeHostname,
+  EdgeNode,
   HostnameAssociation,
   LifecycleStatus,
   Page,
@@ -13,7 +17,17 @@ import type {
   User,
   Zone,
 } from '../../domain/model.js';
-import type { AccessRepo, AopRepo, EventRepo, LifecycleEvent, Repos, SettingsRollout, TenancyRepo, ZoneQuery } from '../../domain/ports.js';
+import type {
+  AccessRepo,
+  AopRepo,
+  EdgeRepo,
+  EventRepo,
+  LifecycleEvent,
+  Repos,
+  SettingsRollout,
+  TenancyRepo,
+  ZoneQuery,
+} from '../../domain/ports.js';
 
 type Row = Record<string, unknown>;
 
@@ -129,6 +143,44 @@ const toRollout = (r: Row): SettingsRollout => ({
   status: r.status as LifecycleStatus,
   statusChangedAt: date(r.status_changed_at),
   version: r.version as number,
+});
+
+const toEdgeHostname = (r: Row): EdgeHostname => ({
+  hostname: r.hostname as string,
+  zoneId: r.zone_id as string,
+  originAddress: r.origin_address as string,
+  originPort: r.origin_port as number,
+  originTls: bool(r.origin_tls),
+  originSni: (r.origin_sni ?? null) as string | null,
+  originCaPem: (r.origin_ca_pem ?? null) as string | null,
+  serverCertificate: r.server_certificate as string,
+  serverKeySealed: r.server_key_sealed as string,
+  createdAt: date(r.created_at),
+  updatedAt: date(r.updated_at),
+  version: r.version as number,
+});
+
+const toEdgeNode = (r: Row): EdgeNode => ({
+  id: r.id as string,
+  name: r.name as string,
+  secretHash: r.secret_hash as string,
+  registeredAt: date(r.registered_at),
+  lastSeenAt: dateOrNull(r.last_seen_at),
+  ackedVersion: r.acked_version as number,
+  revokedAt: dateOrNull(r.revoked_at),
+});
+
+const toEdgeFailure = (r: Row): EdgeFailure => ({
+  edgeId: r.edge_id as string,
+  version: r.version as number,
+  hostname: r.hostname as string,
+  reason: r.reason as string,
+});
+
+const toChange = (r: Row): ConfigChange => ({
+  version: r.version as number,
+  scopeType: r.scope_type as ConfigChange['scopeType'],
+  scopeId: r.scope_id as string,
 });
 
 /** `IN (...)` over a list of statuses, as a JSON array so one prepared statement serves any list. */
@@ -439,6 +491,69 @@ export function createSqliteRepos(db: Database.Database): Repos {
       ),
   };
 
+  const edge: EdgeRepo = {
+    async upsertHostname(h) {
+      q(`INSERT INTO edge_hostnames (hostname, zone_id, origin_address, origin_port, origin_tls, origin_sni, origin_ca_pem,
+           server_certificate, server_key_sealed, created_at, updated_at, version)
+         VALUES (:hostname, :zone_id, :origin_address, :origin_port, :origin_tls, :origin_sni, :origin_ca_pem,
+           :server_certificate, :server_key_sealed, :created_at, :updated_at, :version)
+         ON CONFLICT (hostname) DO UPDATE SET zone_id = excluded.zone_id, origin_address = excluded.origin_address,
+           origin_port = excluded.origin_port, origin_tls = excluded.origin_tls, origin_sni = excluded.origin_sni,
+           origin_ca_pem = excluded.origin_ca_pem, server_certificate = excluded.server_certificate,
+           server_key_sealed = excluded.server_key_sealed, created_at = excluded.created_at,
+           updated_at = excluded.updated_at, version = excluded.version`).run(edgeHostnameParams(h));
+    },
+    getHostname: async (hostname) => one('SELECT * FROM edge_hostnames WHERE hostname = :hostname', toEdgeHostname, { hostname }),
+    async deleteHostname(hostname) {
+      q('DELETE FROM edge_hostnames WHERE hostname = :hostname').run({ hostname });
+    },
+    listHostnames: async () => all('SELECT * FROM edge_hostnames ORDER BY hostname', toEdgeHostname),
+    listHostnamesOfZone: async (zoneId) =>
+      all('SELECT * FROM edge_hostnames WHERE zone_id = :zone ORDER BY hostname', toEdgeHostname, { zone: zoneId }),
+
+    async insertNode(n) {
+      q(`INSERT INTO edge_nodes (id, name, secret_hash, registered_at, last_seen_at, acked_version, revoked_at)
+         VALUES (:id, :name, :secret_hash, :registered_at, :last_seen_at, :acked_version, :revoked_at)`).run(edgeNodeParams(n));
+    },
+    async updateNode(n) {
+      q(`UPDATE edge_nodes SET name = :name, secret_hash = :secret_hash, registered_at = :registered_at,
+           last_seen_at = :last_seen_at, acked_version = :acked_version, revoked_at = :revoked_at WHERE id = :id`).run(
+        edgeNodeParams(n),
+      );
+    },
+    getNode: async (id) => one('SELECT * FROM edge_nodes WHERE id = :id', toEdgeNode, { id }),
+    getNodeBySecretHash: async (hash) => one('SELECT * FROM edge_nodes WHERE secret_hash = :hash', toEdgeNode, { hash }),
+    listNodes: async () => all('SELECT * FROM edge_nodes ORDER BY registered_at, id', toEdgeNode),
+
+    async putFailures(edgeId, version, failures) {
+      q('DELETE FROM edge_failures WHERE edge_id = :edge').run({ edge: edgeId });
+      for (const f of failures) {
+        q('INSERT INTO edge_failures (edge_id, version, hostname, reason) VALUES (:edge, :version, :hostname, :reason)').run({
+          edge: edgeId,
+          version,
+          hostname: f.hostname,
+          reason: f.reason,
+        });
+      }
+    },
+    listFailures: async (edgeId) =>
+      all('SELECT * FROM edge_failures WHERE edge_id = :edge ORDER BY hostname', toEdgeFailure, { edge: edgeId }),
+
+    async recordChange(c) {
+      q('INSERT INTO config_changes (version, scope_type, scope_id) VALUES (:version, :scope_type, :scope_id)').run({
+        version: c.version,
+        scope_type: c.scopeType,
+        scope_id: c.scopeId,
+      });
+    },
+    listChanges: async (after, upTo) =>
+      all(
+        'SELECT version, scope_type, scope_id FROM config_changes WHERE version > :after AND version <= :upto ORDER BY version, id',
+        toChange,
+        { after, upto: upTo },
+      ),
+  };
+
   // One writer at a time already (BEGIN IMMEDIATE behind the store's queue): nothing more to lock.
   const noLock = async () => undefined;
 
@@ -447,6 +562,7 @@ export function createSqliteRepos(db: Database.Database): Repos {
     aop,
     access,
     events,
+    edge,
     locks: { zone: noLock, tryZone: async () => true, account: noLock, named: noLock },
     async advanceVersionTo(version) {
       q('UPDATE config_version SET version = max(version, :v) WHERE id = 1').run({ v: version });
@@ -521,5 +637,34 @@ function accessParams(c: AccessCertificate) {
     created_at: iso(c.createdAt),
     updated_at: iso(c.updatedAt),
     version: c.version,
+  };
+}
+
+function edgeHostnameParams(h: EdgeHostname) {
+  return {
+    hostname: h.hostname,
+    zone_id: h.zoneId,
+    origin_address: h.originAddress,
+    origin_port: h.originPort,
+    origin_tls: h.originTls ? 1 : 0,
+    origin_sni: h.originSni,
+    origin_ca_pem: h.originCaPem,
+    server_certificate: h.serverCertificate,
+    server_key_sealed: h.serverKeySealed,
+    created_at: iso(h.createdAt),
+    updated_at: iso(h.updatedAt),
+    version: h.version,
+  };
+}
+
+function edgeNodeParams(n: EdgeNode) {
+  return {
+    id: n.id,
+    name: n.name,
+    secret_hash: n.secretHash,
+    registered_at: iso(n.registeredAt),
+    last_seen_at: isoOrNull(n.lastSeenAt),
+    acked_version: n.ackedVersion,
+    revoked_at: isoOrNull(n.revokedAt),
   };
 }

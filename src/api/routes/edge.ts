@@ -1,0 +1,71 @@
+/**
+ * The edge feed (`/edge/v1`, certplane's own protocol, not Cloudflare's): edges authenticate with their own
+ * credential, long-poll for the configuration after the version they have, and acknowledge each version once it is
+ * live on every worker, naming what failed. Every request counts as a heartbeat.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import type { EdgeService } from '../../domain/edge.js';
+import type { EdgeNode } from '../../domain/model.js';
+import { ok } from '../envelope.js';
+import { ApiError, validationError } from '../errors.js';
+import { compileBody } from '../validate.js';
+
+const AckBody = Type.Object(
+  {
+    version: Type.Integer({ minimum: 0 }),
+    failed: Type.Array(Type.Object({ hostname: Type.String({ maxLength: 255 }), reason: Type.String({ maxLength: 2000 }) }, { additionalProperties: false }), {
+      maxItems: 100_000,
+    }),
+  },
+  { additionalProperties: false },
+);
+
+const POLL_MS = 100;
+const MAX_WAIT_S = 30;
+
+export function registerEdgeRoutes(app: FastifyInstance, edge: EdgeService): void {
+  const validateAck = compileBody<Static<typeof AckBody>>(AckBody, 'generic');
+  let closing = false;
+  app.addHook('onClose', async () => {
+    closing = true;
+  });
+
+  async function node(req: FastifyRequest): Promise<EdgeNode> {
+    const m = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '');
+    const n = m ? await edge.authenticateNode(m[1]) : null;
+    if (!n) throw new ApiError('edge.unauthorized');
+    return n;
+  }
+
+  const intParam = (v: unknown, name: string, max: number): number => {
+    if (v === undefined || v === '') return 0;
+    if (typeof v !== 'string' || !/^\d{1,15}$/.test(v) || Number(v) > max) {
+      throw validationError('generic', `${name} must be a whole number from 0 to ${max}`);
+    }
+    return Number(v);
+  };
+
+  app.get('/edge/v1/config', async (req, reply) => {
+    const n = await node(req);
+    const q = req.query as Record<string, unknown>;
+    const after = intParam(q.after, 'after', Number.MAX_SAFE_INTEGER);
+    const waitS = intParam(q.wait, 'wait', MAX_WAIT_S);
+    await edge.seen(n.id);
+    const deadline = Date.now() + waitS * 1000;
+    let feed = await edge.feed(after);
+    // Long poll: an edge that is up to date waits here until something changes (or the wait ends).
+    while (!feed.full && feed.version === after && Date.now() < deadline && !closing && !req.raw.destroyed) {
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      feed = await edge.feed(after);
+    }
+    return reply.header('cache-control', 'no-store').send(ok(feed));
+  });
+
+  app.post('/edge/v1/ack', async (req, reply) => {
+    const n = await node(req);
+    const body = validateAck(req.body);
+    const updated = await edge.acknowledge(n.id, body.version, body.failed);
+    return reply.send(ok({ id: updated.id, acked_version: updated.ackedVersion }));
+  });
+}
