@@ -31,8 +31,8 @@ describe('edge feed', () => {
   });
   after(() => s.close());
 
-  const feed = (after: number, cred = credential, wait = 0) =>
-    s.request('GET', `/../../edge/v1/config?after=${after}&wait=${wait}`, { token: null, headers: { authorization: `Bearer ${cred}` }, noSchema: true });
+  const feed = (after: number | null, cred = credential, wait = 0) =>
+    s.request('GET', `/../../edge/v1/config?${after === null ? '' : `after=${after}&`}wait=${wait}`, { token: null, headers: { authorization: `Bearer ${cred}` }, noSchema: true });
 
   const ack = (version: number, failed: { hostname: string; reason: string }[] = []) =>
     s.request('POST', '/../../edge/v1/ack', {
@@ -43,16 +43,16 @@ describe('edge feed', () => {
     });
 
   test('an unknown or revoked credential is refused', async () => {
-    assertError(await feed(0, 'cpe_' + 'x'.repeat(43)), 401, 10101, 'Invalid or revoked edge credential');
-    assertError(await feed(0, s.token), 401, 10101);
+    assertError(await feed(null, 'cpe_' + 'x'.repeat(43)), 401, 10101, 'Invalid or revoked edge credential');
+    assertError(await feed(null, s.token), 401, 10101);
     const { node, credential: other } = await s.cp.edge.registerNode('doomed');
-    assertOk(await feed(0, other));
+    assertOk(await feed(null, other));
     await s.cp.edge.revokeNode(node.id);
-    assertError(await feed(0, other), 401, 10101);
+    assertError(await feed(null, other), 401, 10101);
   });
 
   test('a full snapshot carries every hostname with its origin and sealed keys only', async () => {
-    const res = assertOk(await feed(0));
+    const res = assertOk(await feed(null));
     assert.equal(res.full, true);
     assert.equal(res.version, await s.cp.store.read((r) => r.currentVersion()));
     assert.deepEqual(res.remove, []);
@@ -72,14 +72,14 @@ describe('edge feed', () => {
 
   test('deltas carry exactly the hostnames each change affects; AOP precedence is resolved for the edge', async () => {
     const z = `/zones/${s.zoneId}`;
-    const v0 = assertOk(await feed(0)).version;
+    const v0 = assertOk(await feed(null)).version;
     assert.deepEqual(assertOk(await feed(v0)), { version: v0, full: false, hostnames: [], remove: [] });
 
     // Zone-level AOP: a zone certificate, active, with the zone setting on → the hostname's origin client cert.
     const zoneLeaf = await makeLeaf({ issuer: ca });
     const zc = assertOk(await s.request('POST', `${z}/origin_tls_client_auth`, { body: { certificate: zoneLeaf.certPem, private_key: zoneLeaf.keyPem } }));
     // This edge is live (it polled): the certificate turns active once it acknowledges.
-    await ack(assertOk(await feed(0)).version);
+    await ack(assertOk(await feed(null)).version);
     await s.settle(DELAY);
     assertOk(await s.request('PUT', `${z}/origin_tls_client_auth/settings`, { body: { enabled: true } }));
     let d = assertOk(await feed(v0));
@@ -95,18 +95,18 @@ describe('edge feed', () => {
     );
     const put = (enabled: boolean | null) =>
       s.request('PUT', `${z}/origin_tls_client_auth/hostnames`, { body: { config: [{ hostname: 'app.example.com', cert_id: hc.id, enabled }] } });
-    const v1 = assertOk(await feed(0)).version;
+    const v1 = assertOk(await feed(null)).version;
     assertOk(await put(true));
     d = assertOk(await feed(v1));
     assert.equal(d.hostnames[0].origin_client_certificate.id, hc.id);
     assertOk(await put(false));
-    assert.equal(assertOk(await feed(0)).hostnames[0].origin_client_certificate, null);
+    assert.equal(assertOk(await feed(null)).hostnames[0].origin_client_certificate, null);
     assertOk(await put(null));
-    assert.equal(assertOk(await feed(0)).hostnames[0].origin_client_certificate.id, zc.id);
+    assert.equal(assertOk(await feed(null)).hostnames[0].origin_client_certificate.id, zc.id);
 
     // Access: a CA associated with the hostname, and forwarding on.
     const accessCa = await makeCA();
-    const v2 = assertOk(await feed(0)).version;
+    const v2 = assertOk(await feed(null)).version;
     const acc = assertOk(
       await s.request('POST', `/accounts/${s.accountId}/access/certificates`, { body: { name: 'visitors', certificate: accessCa.certPem, associated_hostnames: ['app.example.com'] } }),
       201,
@@ -122,7 +122,7 @@ describe('edge feed', () => {
     assert.equal(d.hostnames[0].forward_client_certificate, true);
 
     // A removed hostname is named in `remove`.
-    const v3 = assertOk(await feed(0)).version;
+    const v3 = assertOk(await feed(null)).version;
     await s.cp.edge.removeHostname('app.example.com');
     d = assertOk(await feed(v3));
     assert.deepEqual(d, { version: v3 + 1, full: false, hostnames: [], remove: ['app.example.com'] });
@@ -134,8 +134,24 @@ describe('edge feed', () => {
     });
   });
 
+  test('after=<current> is an empty delta (never a snapshot loop), whatever the version, 0 included', async () => {
+    const v = assertOk(await feed(null)).version;
+    assert.deepEqual(assertOk(await feed(v)), { version: v, full: false, hostnames: [], remove: [] });
+    assert.equal(assertOk(await feed(v + 1000)).full, true, 'a version this database never reached gets a full snapshot');
+    const fresh = await startServer();
+    try {
+      const { credential: c } = await fresh.cp.edge.registerNode('fresh');
+      const get = (q: string) =>
+        fresh.request('GET', `/../../edge/v1/config?${q}`, { token: null, headers: { authorization: `Bearer ${c}` }, noSchema: true });
+      assert.deepEqual(assertOk(await get('')), { version: 0, full: true, hostnames: [], remove: [] });
+      assert.deepEqual(assertOk(await get('after=0&wait=0')), { version: 0, full: false, hostnames: [], remove: [] });
+    } finally {
+      await fresh.close();
+    }
+  });
+
   test('long polling returns as soon as something changes', async () => {
-    const v = assertOk(await feed(0)).version;
+    const v = assertOk(await feed(null)).version;
     const waiting = feed(v, credential, 10);
     setTimeout(() => void s.request('PUT', `/zones/${s.zoneId}/origin_tls_client_auth/settings`, { body: { enabled: false } }), 200);
     const d = assertOk(await waiting);
@@ -145,7 +161,7 @@ describe('edge feed', () => {
 
   test('with a live edge, active means acknowledged; without one, the timer is kept', async () => {
     const z = `/zones/${s.zoneId}`;
-    await feed(0); // the edge is seen now: it is live
+    await feed(null); // the edge is seen now: it is live
     const leaf = await makeLeaf({ issuer: ca });
     const cert = assertOk(
       await s.request('POST', `${z}/origin_tls_client_auth/hostnames/certificates`, { body: { certificate: leaf.certPem, private_key: leaf.keyPem } }),
@@ -154,7 +170,7 @@ describe('edge feed', () => {
     const get = async () => assertOk(await s.request('GET', `${z}/origin_tls_client_auth/hostnames/certificates/${cert.id}`)).status;
     assert.equal(await get(), 'pending_deployment', 'not active before the live edge acknowledges');
 
-    const version = assertOk(await feed(0)).version;
+    const version = assertOk(await feed(null)).version;
     const ack = await s.request('POST', '/../../edge/v1/ack', {
       token: null,
       headers: { authorization: `Bearer ${credential}` },
@@ -185,7 +201,7 @@ describe('edge feed', () => {
     );
     await s.cp.deployer.tick();
     for (let t = 0; t < 7; t++) {
-      await feed(0); // heartbeat, never an ack
+      await feed(null); // heartbeat, never an ack
       s.clock.advance(10_000);
       await s.cp.deployer.tick();
     }
@@ -200,7 +216,7 @@ describe('edge feed', () => {
   });
 
   test('failures reported with an acknowledgement are kept per edge', async () => {
-    const version = assertOk(await feed(0)).version;
+    const version = assertOk(await feed(null)).version;
     await s.request('POST', '/../../edge/v1/ack', {
       token: null,
       headers: { authorization: `Bearer ${credential}` },

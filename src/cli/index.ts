@@ -223,8 +223,8 @@ edgeCmd
   .command('revoke <edge_id>')
   .action((id: string) => admin(async (cp) => json({ id, revoked_at: (await cp.edge.revokeNode(id)).revokedAt?.toISOString() })));
 edgeCmd
-  .command('run')
-  .description('run an edge node: TLS for visitors, configured by the control plane')
+  .command('run', { isDefault: true })
+  .description('run an edge node: TLS for visitors, configured by the control plane (the default: `certplane edge --control-plane …`)')
   .requiredOption('--control-plane <url>', 'control plane origin, e.g. http://10.0.0.5:8080')
   .option('--credential <credential>', 'the edge credential (env CERTPLANE_EDGE_CREDENTIAL)')
   .option('--host <host>', 'address to listen on for visitors', '0.0.0.0')

@@ -112,11 +112,14 @@ export function createEdgeService(deps: { store: Store; clock: Clock; ids: Ids; 
     return out;
   }
 
-  /** The feed: a full snapshot (after = 0, or history no longer covers the gap) or the delta since `after`. */
-  async function feed(after: number): Promise<FeedResponse> {
+  /**
+   * The feed: a full snapshot when the edge has nothing yet (`after` null) or claims a version this database never
+   * reached (a restored backup), else the delta since `after` (empty when it is current).
+   */
+  async function feed(after: number | null): Promise<FeedResponse> {
     return store.read(async (r) => {
       const version = await r.currentVersion();
-      if (after <= 0 || after > version) {
+      if (after === null || after > version) {
         return { version, full: true, hostnames: await configsFor(r, await r.edge.listHostnames()), remove: [] };
       }
       if (after === version) return { version, full: false, hostnames: [], remove: [] };

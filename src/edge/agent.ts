@@ -33,11 +33,16 @@ export interface EdgeAgent {
 export function startEdgeAgent(opts: EdgeAgentOptions): EdgeAgent {
   const wait = opts.waitSeconds ?? 20;
   let version = 0;
+  /** Until the first snapshot is applied the agent asks for everything. */
+  let haveSnapshot = false;
   let stopped = false;
-  let controller = new AbortController();
+  /** Aborts the request in flight when the agent stops (one controller per request: no listener build-up). */
+  let inFlight: AbortController | null = null;
   const waiters: { version: number; resolve: () => void }[] = [];
 
   async function call(method: string, path: string, body?: unknown): Promise<any> {
+    const controller = new AbortController();
+    inFlight = controller;
     const res = await fetch(`${opts.controlPlane}${path}`, {
       method,
       headers: { authorization: `Bearer ${opts.credential}`, ...(body ? { 'content-type': 'application/json' } : {}) },
@@ -77,7 +82,8 @@ export function startEdgeAgent(opts: EdgeAgentOptions): EdgeAgent {
   }
 
   async function once(): Promise<void> {
-    const feed = (await call('GET', `/edge/v1/config?after=${version}&wait=${wait}`)) as FeedResponse;
+    const query = haveSnapshot ? `after=${version}&wait=${wait}` : `wait=0`;
+    const feed = (await call('GET', `/edge/v1/config?${query}`)) as FeedResponse;
     if (!feed.full && feed.version === version) return; // nothing new
     const { configs, failed } = convert(feed.hostnames);
     const result = feed.full
@@ -87,6 +93,7 @@ export function startEdgeAgent(opts: EdgeAgentOptions): EdgeAgent {
     const allFailed = [...failed, ...result.failed];
     await call('POST', '/edge/v1/ack', { version: feed.version, failed: allFailed });
     version = feed.version;
+    haveSnapshot = true;
     opts.onApplied?.({ version: feed.version, failed: allFailed });
     for (const w of waiters.filter((w) => w.version <= version)) {
       waiters.splice(waiters.indexOf(w), 1);
@@ -119,8 +126,7 @@ export function startEdgeAgent(opts: EdgeAgentOptions): EdgeAgent {
     },
     async stop() {
       stopped = true;
-      controller.abort();
-      controller = new AbortController();
+      inFlight?.abort();
       await loop;
     },
   };

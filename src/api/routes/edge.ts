@@ -49,7 +49,8 @@ export function registerEdgeRoutes(app: FastifyInstance, edge: EdgeService): voi
   app.get('/edge/v1/config', async (req, reply) => {
     const n = await node(req);
     const q = req.query as Record<string, unknown>;
-    const after = intParam(q.after, 'after', Number.MAX_SAFE_INTEGER);
+    // No `after`: the edge has nothing yet and gets a full snapshot.
+    const after = q.after === undefined ? null : intParam(q.after, 'after', Number.MAX_SAFE_INTEGER);
     const waitS = intParam(q.wait, 'wait', MAX_WAIT_S);
     await edge.seen(n.id);
     const deadline = Date.now() + waitS * 1000;
