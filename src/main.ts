@@ -122,7 +122,7 @@ export async function createCertplane(
   registerAopRoutes(app, services, config.domain);
   registerAccessRoutes(app, services);
   registerTenancyRoutes(app, services);
-  registerEdgeRoutes(app, edge);
+  registerEdgeRoutes(app, edge, store);
 
   const deployer = createDeployer({
     store,

@@ -112,6 +112,29 @@ if (skip) {
       }
     });
 
+    test('a version change committed by one node wakes the listeners of another (LISTEN/NOTIFY)', async () => {
+      const url = await testDatabaseUrl();
+      const a = await openPostgresStore({ connectionString: url });
+      const b = await openPostgresStore({ connectionString: url });
+      try {
+        const woken = new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error('node b was not woken within 5 s')), 5_000);
+          const off = b.onConfigChange(() => {
+            clearTimeout(t);
+            off();
+            resolve();
+          });
+        });
+        // b's LISTEN connection opens asynchronously on the first subscription: give it a moment, then write on a.
+        await new Promise((r) => setTimeout(r, 300));
+        await a.write((r) => r.nextVersion());
+        await woken;
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
     describe('one store', () => {
       let store: Store;
       let zoneId: string;

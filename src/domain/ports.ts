@@ -213,4 +213,10 @@ export interface Store {
   read<T>(fn: (r: Repos) => Promise<T>): Promise<T>;
   close(): Promise<void>;
   readonly dialect: 'sqlite' | 'postgres';
+  /**
+   * Calls `listener` after a transaction that changed the configuration version commits — on this process, or on
+   * any process sharing the database where the database can tell (PostgreSQL LISTEN/NOTIFY). A wake-up only: it
+   * carries no data and may be missed, so waiters also re-check periodically. Returns the unsubscribe function.
+   */
+  onConfigChange(listener: () => void): () => void;
 }

@@ -340,6 +340,37 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
       });
     });
 
+    test('onConfigChange wakes listeners after a committed version change, not for other or failed writes', async () => {
+      let calls = 0;
+      const woken = () =>
+        new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error('no wake-up within 5 s')), 5_000);
+          const off = store.onConfigChange(() => {
+            calls++;
+            clearTimeout(t);
+            off();
+            resolve();
+          });
+        });
+      const wake = woken();
+      await store.write((r) => r.nextVersion());
+      await wake;
+      assert.equal(calls, 1);
+
+      let spurious = 0;
+      const off = store.onConfigChange(() => spurious++);
+      await store.write((r) => r.tenancy.setMeta('quiet', 'no version change'));
+      await assert.rejects(
+        store.write(async (r) => {
+          await r.nextVersion();
+          throw new Error('rolled back');
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      off();
+      assert.equal(spurious, 0, 'no wake-up without a committed version change');
+    });
+
     test('configuration versions are strictly increasing', async () => {
       const a = await store.write((r) => r.nextVersion());
       const b = await store.write((r) => r.nextVersion());

@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { EdgeService } from '../../domain/edge.js';
 import type { EdgeNode } from '../../domain/model.js';
+import type { Store } from '../../domain/ports.js';
 import { ok } from '../envelope.js';
 import { ApiError, validationError } from '../errors.js';
 import { compileBody } from '../validate.js';
@@ -21,10 +22,11 @@ const AckBody = Type.Object(
   { additionalProperties: false },
 );
 
-const POLL_MS = 100;
+/** Without a wake-up, a waiting edge's request re-checks this often. */
+const RECHECK_MS = 1_000;
 const MAX_WAIT_S = 30;
 
-export function registerEdgeRoutes(app: FastifyInstance, edge: EdgeService): void {
+export function registerEdgeRoutes(app: FastifyInstance, edge: EdgeService, store: Store): void {
   const validateAck = compileBody<Static<typeof AckBody>>(AckBody, 'generic');
   let closing = false;
   app.addHook('onClose', async () => {
@@ -57,7 +59,17 @@ export function registerEdgeRoutes(app: FastifyInstance, edge: EdgeService): voi
     let feed = await edge.feed(after);
     // Long poll: an edge that is up to date waits here until something changes (or the wait ends).
     while (!feed.full && feed.version === after && Date.now() < deadline && !closing && !req.raw.destroyed) {
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      // Woken by a committed change (this node's, or any node's through PostgreSQL NOTIFY), or re-check after a
+      // while in case a wake-up was missed.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(RECHECK_MS, Math.max(0, deadline - Date.now())));
+        const unsubscribe = store.onConfigChange(done);
+        function done() {
+          clearTimeout(timer);
+          unsubscribe();
+          resolve();
+        }
+      });
       feed = await edge.feed(after);
     }
     return reply.header('cache-control', 'no-store').send(ok(feed));

@@ -427,7 +427,9 @@ const SQL = {
   // One row, updated in place: versions are allocated in commit order, and every writer that allocates one
   // serialises on this row (by design: the data plane reads changes in version order, so a version must never become
   // visible before a smaller one).
-  nextVersion: 'UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version',
+  // pg_notify is delivered only if and when the transaction commits: a wake-up for every node's edge feed.
+  nextVersion:
+    "WITH v AS (UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version) SELECT version, pg_notify('certplane_config', version::text) FROM v",
   currentVersion: 'SELECT version FROM config_version WHERE id = 1',
   // For src/storage/copy.ts (ahead of the port: added to TenancyRepo / Repos by whoever lands copy.ts).
   listMeta: 'SELECT key, value FROM meta ORDER BY key',

@@ -201,6 +201,38 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
 
   let closed = false;
   const inFlightWrites = new Set<Promise<unknown>>();
+  const listeners = new Set<() => void>();
+  /**
+   * One LISTEN connection per store, opened on the first subscription and re-opened after it breaks (PostgreSQL
+   * restarted). While it is down, wake-ups are missed; waiters re-check periodically, so nothing is lost.
+   */
+  let listener: pg.Client | null = null;
+  let listening = false;
+  async function listen(): Promise<void> {
+    if (listening || closed) return;
+    listening = true;
+    const client = new pg.Client({ connectionString: opts.connectionString, application_name: `${opts.applicationName ?? 'certplane'} listen` });
+    const retry = () => {
+      if (listener === client) listener = null;
+      listening = false;
+      client.end().catch(() => undefined);
+      if (!closed && listeners.size > 0) setTimeout(() => void listen(), 1000).unref();
+    };
+    client.on('error', retry);
+    client.on('end', () => {
+      if (listener === client) retry();
+    });
+    client.on('notification', () => {
+      for (const l of listeners) l();
+    });
+    try {
+      await client.connect();
+      await client.query('LISTEN certplane_config');
+      listener = client;
+    } catch {
+      retry();
+    }
+  }
   /** Set while a write function of this store runs: a read it issues itself must not wait for writes (itself). */
   const insideWrite = new AsyncLocalStorage<true>();
 
@@ -249,12 +281,22 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       try {
         await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
         began = true;
-        const repos = createPostgresRepos(tracked, reposOptions);
+        const base = createPostgresRepos(tracked, reposOptions);
+        let bumped = false;
+        const repos: Repos = {
+          ...base,
+          nextVersion: () => {
+            bumped = true;
+            return base.nextVersion();
+          },
+        };
         const value = await insideWrite.run(true, () => fn(repos));
         const commit = await client.query('COMMIT');
         // COMMIT of an aborted transaction (a failed statement that `fn` swallowed) answers ROLLBACK, not an error.
         if (commit.command === 'ROLLBACK') throw failed ?? new StorageError('unavailable', 'transaction was rolled back');
         outcome = { ok: true, value };
+        // This node's own waiters are woken at once; other nodes' through the NOTIFY sent with the commit.
+        if (bumped) for (const l of listeners) queueMicrotask(l);
       } catch (err) {
         outcome = { ok: false, err };
         if (broken() === undefined && !isConnectionError(err)) {
@@ -305,6 +347,11 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
 
   return {
     dialect: 'postgres',
+    onConfigChange(l) {
+      listeners.add(l);
+      void listen();
+      return () => void listeners.delete(l);
+    },
     write<T>(fn: (r: Repos) => Promise<T>): Promise<T> {
       const p = runWrite(fn);
       inFlightWrites.add(p);
@@ -321,6 +368,9 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       if (closed) return;
       closed = true;
       await Promise.allSettled([...inFlightWrites]);
+      const l = listener;
+      listener = null;
+      await l?.end().catch(() => undefined);
       await pool.end();
     },
   };

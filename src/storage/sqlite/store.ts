@@ -73,6 +73,8 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
 
   let queue: Promise<unknown> = Promise.resolve();
   let inWrite = false;
+  const listeners = new Set<() => void>();
+  const versionNow = (): number => (db.prepare('SELECT version FROM config_version WHERE id = 1').get() as { version: number }).version;
 
   async function runWrite<T>(fn: (r: Repos) => Promise<T>): Promise<T> {
     inWrite = true;
@@ -83,8 +85,11 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
       throw translate(err);
     }
     try {
+      const before = versionNow();
       const result = await fn(repos);
+      const changed = versionNow() !== before;
       db.exec('COMMIT');
+      if (changed) for (const l of listeners) queueMicrotask(l);
       return result;
     } catch (err) {
       if (db.inTransaction) db.exec('ROLLBACK');
@@ -102,6 +107,10 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
 
   return {
     dialect: 'sqlite',
+    onConfigChange(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
     write: (fn) => enqueue(() => runWrite(fn)),
     async read(fn) {
       const run = async () => {
