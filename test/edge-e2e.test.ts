@@ -103,13 +103,41 @@ describe('control plane → feed → edge → origin', () => {
     assert.equal(res.status, 200, res.body);
     assert.equal(seen.at(-1)!.clientCertSha256, sha256(derOf(leaf.certPem)));
 
-    // enabled:false: the origin (which requires a certificate) now gets none, so the edge answers 502.
-    assertOk(await s.request('PUT', `${z}/origin_tls_client_auth/hostnames`, { body: { config: [{ hostname: 'app.example.com', cert_id: cert.id, enabled: false }] } }));
+    // Zone-level AOP on, with an active zone certificate: it is the fallback, never an override.
+    const zoneLeaf = await makeLeaf({ issuer: aopCa, cn: 'zone client' });
+    const zc = assertOk(await s.request('POST', `${z}/origin_tls_client_auth`, { body: { certificate: zoneLeaf.certPem, private_key: zoneLeaf.keyPem } }));
     await agent.synced(await current());
-    assert.equal((await visit()).status, 502);
-    assertOk(await s.request('PUT', `${z}/origin_tls_client_auth/hostnames`, { body: { config: [{ hostname: 'app.example.com', cert_id: cert.id, enabled: true }] } }));
+    await s.settle(0);
+    assert.equal(assertOk(await s.request('GET', `${z}/origin_tls_client_auth/${zc.id}`)).status, 'active');
+    assertOk(await s.request('PUT', `${z}/origin_tls_client_auth/settings`, { body: { enabled: true } }));
     await agent.synced(await current());
     assert.equal((await visit()).status, 200);
+    assert.equal(seen.at(-1)!.clientCertSha256, sha256(derOf(leaf.certPem)), 'the hostname pin wins over the zone');
+
+    // enabled:false: no certificate at all, even with zone-level AOP on — the origin refuses, the edge answers 502.
+    const pin = (enabled: boolean | null) =>
+      s.request('PUT', `${z}/origin_tls_client_auth/hostnames`, { body: { config: [{ hostname: 'app.example.com', cert_id: cert.id, enabled }] } });
+    assertOk(await pin(false));
+    await agent.synced(await current());
+    assert.equal((await visit()).status, 502);
+
+    // enabled:null voids the pin: the zone's active certificate is presented.
+    assertOk(await pin(null));
+    await agent.synced(await current());
+    assert.equal((await visit()).status, 200);
+    assert.equal(seen.at(-1)!.clientCertSha256, sha256(derOf(zoneLeaf.certPem)));
+    await s.settle(0);
+    assert.equal(assertOk(await s.request('GET', `${z}/origin_tls_client_auth/hostnames/app.example.com`)).status, 'deleted');
+
+    // Zone setting off again: nothing is presented.
+    assertOk(await s.request('PUT', `${z}/origin_tls_client_auth/settings`, { body: { enabled: false } }));
+    await agent.synced(await current());
+    assert.equal((await visit()).status, 502);
+
+    assertOk(await pin(true));
+    await agent.synced(await current());
+    assert.equal((await visit()).status, 200);
+    assert.equal(seen.at(-1)!.clientCertSha256, sha256(derOf(leaf.certPem)));
   });
 
   test('Access: a visitor certificate is required, verified, and forwarded when asked', async () => {

@@ -215,6 +215,28 @@ describe('edge feed', () => {
     assertError(res, 400, 1001, 'Invalid request: cannot acknowledge a future version');
   });
 
+  test('deletions too: pending_deletion turns deleted only once the live edge acknowledged the removal', async () => {
+    const z = `/zones/${s.zoneId}`;
+    const leaf = await makeLeaf({ issuer: ca });
+    const cert = assertOk(
+      await s.request('POST', `${z}/origin_tls_client_auth/hostnames/certificates`, { body: { certificate: leaf.certPem, private_key: leaf.keyPem } }),
+    );
+    const put = (enabled: boolean | null) =>
+      s.request('PUT', `${z}/origin_tls_client_auth/hostnames`, { body: { config: [{ hostname: 'del.example.com', cert_id: cert.id, enabled }] } });
+    assertOk(await put(true));
+    await ack(assertOk(await feed(null)).version);
+    await s.settle(0);
+    assert.equal(assertOk(await s.request('GET', `${z}/origin_tls_client_auth/hostnames/del.example.com`)).status, 'active');
+
+    assertOk(await put(null));
+    await feed(null); // seen, but not acknowledging
+    await s.settle(DELAY * 3);
+    assert.equal(assertOk(await s.request('GET', `${z}/origin_tls_client_auth/hostnames/del.example.com`)).status, 'pending_deletion');
+    await ack(assertOk(await feed(null)).version);
+    await s.cp.deployer.tick();
+    assert.equal(assertOk(await s.request('GET', `${z}/origin_tls_client_auth/hostnames/del.example.com`)).status, 'deleted');
+  });
+
   test('failures reported with an acknowledgement are kept per edge', async () => {
     const version = assertOk(await feed(null)).version;
     await s.request('POST', '/../../edge/v1/ack', {
