@@ -36,6 +36,13 @@ test('keys rotate re-seals every private key under the new master key, and only 
     const cert = await cp.services.aop.uploadCertificate(zone, kind, { certificate: leaf.certPem, private_key: leaf.keyPem });
     uploaded.set(cert.id, leaf.keyPem);
   }
+  const serverLeaf = await makeLeaf({ issuer: ca, cn: 'app.example.com', dnsNames: ['app.example.com'] });
+  await cp.edge.addHostname({
+    hostname: 'app.example.com',
+    origin: { address: '127.0.0.1', port: 9443, tls: true },
+    certificatePem: serverLeaf.certPem,
+    keyPem: serverLeaf.keyPem,
+  });
   await cp.close();
 
   // Step 1 of a rotation: B seals, A still opens (every node restarted this way, one at a time).
@@ -46,8 +53,8 @@ test('keys rotate re-seals every private key under the new master key, and only 
 
   // Step 2: re-seal.
   const report = await rotateSealedKeys(cp.store, cp.vault, verificationToken(cp.vault), 2);
-  assert.deepEqual(report, { examined: 5, resealed: 4 });
-  assert.deepEqual(await rotateSealedKeys(cp.store, cp.vault, verificationToken(cp.vault)), { examined: 5, resealed: 0 });
+  assert.deepEqual(report, { examined: 6, resealed: 5 });
+  assert.deepEqual(await rotateSealedKeys(cp.store, cp.vault, verificationToken(cp.vault)), { examined: 6, resealed: 0 });
 
   const onlyB = createKeyVault(B);
   const stored = await cp.store.read((r) => r.aop.listCertificatesAfter('', 100));
@@ -56,6 +63,9 @@ test('keys rotate re-seals every private key under the new master key, and only 
     assert.equal(onlyB.keyIdOf(c.privateKeySealed), onlyB.keyId, 'sealed with the new key');
     assert.equal(onlyB.open(c.id, c.privateKeySealed), uploaded.get(c.id), 'opens to the uploaded key');
   }
+  const [h] = await cp.edge.listHostnames();
+  assert.equal(onlyB.keyIdOf(h.serverKeySealed), onlyB.keyId);
+  assert.equal(onlyB.open('edge-hostname:app.example.com', h.serverKeySealed), serverLeaf.keyPem);
   await cp.close();
 
   // Step 3: the old key alone is refused; the new key alone starts.

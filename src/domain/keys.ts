@@ -1,8 +1,10 @@
 /**
- * Master-key rotation: re-seals every stored private key with the current master key. Safe to run while the API
+ * Master-key rotation: re-seals every stored private key (AOP certificates, the edge's visitor-facing keys) with the
+ * current master key. Safe to run while the API
  * serves (each batch is its own short transaction; a key being re-sealed is never unreadable, because the vault
  * still knows the previous keys) and safe to run again (rows already sealed with the current key are skipped).
  */
+import { serverKeyRecordId } from './edge.js';
 import type { Sealer, Store } from './ports.js';
 
 export const VAULT_CHECK_META = 'vault.verification';
@@ -46,6 +48,19 @@ export async function rotateSealedKeys(
         n++;
       }
       return n;
+    });
+  }
+  // The edge's visitor-facing keys are sealed the same way.
+  const hostnames = await store.read((r) => r.edge.listHostnames());
+  report.examined += hostnames.length;
+  for (const h of hostnames.filter((h) => vault.keyIdOf(h.serverKeySealed) !== vault.keyId)) {
+    report.resealed += await store.write(async (r) => {
+      await r.locks.zone(h.zoneId);
+      const current = await r.edge.getHostname(h.hostname);
+      if (!current || vault.keyIdOf(current.serverKeySealed) === vault.keyId) return 0;
+      const recordId = serverKeyRecordId(current.hostname);
+      await r.edge.upsertHostname({ ...current, serverKeySealed: vault.seal(recordId, vault.open(recordId, current.serverKeySealed)) });
+      return 1;
     });
   }
   await store.write((r) => r.tenancy.setMeta(VAULT_CHECK_META, verificationToken));
