@@ -309,6 +309,8 @@ for (const form of FORMS) {
         [{ name: 'x'.repeat(256), certificate: ca.certPem }, 'name must NOT have more than 255 characters', '/name'],
         [{ name: '', certificate: ca.certPem }, 'name must be a non-empty string', '/name'],
         [{ name: '   ', certificate: ca.certPem }, 'name must be a non-empty string', '/name'],
+        [{ name: 'a\u0000b', certificate: ca.certPem }, 'name must not contain control characters', '/name'],
+        [{ name: 'line\nbreak', certificate: ca.certPem }, 'name must not contain control characters', '/name'],
         [{ name: 'x', certificate: ca.certPem, associated_hostnames: 'example.com' }, 'associated_hostnames must be an array', '/associated_hostnames'],
         [{ name: 'x', certificate: ca.certPem, associated_hostnames: [1] }, 'associated_hostnames.0 must be a string', '/associated_hostnames/0'],
         [{ name: 'x', certificate: ca.certPem, associated_hostnames: null }, 'associated_hostnames must be an array', '/associated_hostnames'],

@@ -60,6 +60,8 @@ export function createAccessService(deps: { store: Store; clock: Clock; ids: Ids
   function checkName(name: unknown, pointer = '/name'): string {
     if (typeof name !== 'string' || name.trim() === '') throw invalid('name must be a non-empty string', pointer);
     if (name.length > 255) throw invalid('name must be at most 255 characters', pointer);
+    // Control characters (NUL among them, which PostgreSQL text cannot hold) have no place in a name.
+    if (/[\u0000-\u001f\u007f]/.test(name)) throw invalid('name must not contain control characters', pointer);
     return name;
   }
 

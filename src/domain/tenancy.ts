@@ -108,7 +108,9 @@ export function createTenancyService(deps: { store: Store; clock: Clock; ids: Id
 
   return {
     async createAccount(name: string, tx?: Repos): Promise<Account> {
-      if (name.trim() === '' || name.length > 255) throw new DomainError('validation', 'an account name is 1-255 characters');
+      if (name.trim() === '' || name.length > 255 || /[\u0000-\u001f\u007f]/.test(name)) {
+        throw new DomainError('validation', 'an account name is 1-255 characters, without control characters');
+      }
       const account: Account = { id: ids.hex32(), name, createdAt: clock.now() };
       await inTx(tx, (r) => r.tenancy.insertAccount(account));
       return account;
