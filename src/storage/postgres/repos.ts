@@ -6,36 +6,18 @@
 import { createHash } from 'node:crypto';
 import type { QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type {
-  AccessCertificate,
-  AccessHostnameSetting,
   ApiToken,
   AopCertificate,
-  ConfigChange,
-  EdgeFailure,
   EdgeHostname,
   EdgeNode,
-  HostnameAssociation,
-  LifecycleStatus,
   Page,
   PageRequest,
   Scope,
   TokenPolicy,
-  User,
   Zone,
 } from '../../domain/model.js';
-import type {
-  AccessRepo,
-  AopRepo,
-  EdgeRepo,
-  EventRepo,
-  LifecycleEvent,
-  Repos,
-  SettingsRollout,
-  TenancyRepo,
-  ZoneQuery,
-} from '../../domain/ports.js';
-
-type Row = Record<string, unknown>;
+import type { AccessRepo, AopRepo, EdgeRepo, EventRepo, Repos, TenancyRepo, ZoneQuery } from '../../domain/ports.js';
+import { createRowMappers, offset, type Row } from '../rows.js';
 
 /** What the repositories run statements on: a pool client (inside a transaction or not). */
 export interface Queryable {
@@ -66,10 +48,7 @@ export function pgTimestamp(d: Date): string {
 
 const ts = pgTimestamp;
 const tsOrNull = (d: Date | null): string | null => (d ? pgTimestamp(d) : null);
-const date = (v: unknown): Date => (v instanceof Date ? v : new Date(v as string));
-const dateOrNull = (v: unknown): Date | null => (v === null || v === undefined ? null : date(v));
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
-const offset = (p: PageRequest) => (p.page - 1) * p.perPage;
 
 /** Per SQL text, computed once: its prepared statement name (a hash of the text) and whether it only selects rows. */
 interface StatementInfo {
@@ -136,147 +115,14 @@ function canonicalPolicies(v: unknown): TokenPolicy[] {
   });
 }
 
-const toAccount = (r: Row) => ({ id: r.id as string, name: r.name as string, createdAt: date(r.created_at) });
-
-const toZone = (r: Row): Zone => ({
-  id: r.id as string,
-  name: r.name as string,
-  accountId: r.account_id as string,
-  chinaNetwork: r.china_network === true,
-  aopEnabled: r.aop_enabled === true,
-  status: 'active',
-  createdAt: date(r.created_at),
-  modifiedAt: date(r.modified_at),
-});
-
-const toToken = (r: Row): ApiToken => ({
-  id: r.id as string,
-  name: r.name as string,
-  secretHash: r.secret_hash as string,
-  status: r.status as ApiToken['status'],
-  policies: canonicalPolicies(r.policies),
-  notBefore: dateOrNull(r.not_before),
-  expiresOn: dateOrNull(r.expires_on),
-  createdAt: date(r.created_at),
-  revokedAt: dateOrNull(r.revoked_at),
-});
-
-const toUser = (r: Row): User => ({
-  id: r.id as string,
-  email: r.email as string,
-  apiKeyHash: r.api_key_hash as string,
-  createdAt: date(r.created_at),
-});
-
-const toAopCert = (r: Row): AopCertificate => ({
-  id: r.id as string,
-  zoneId: r.zone_id as string,
-  kind: r.kind as AopCertificate['kind'],
-  certificate: r.certificate as string,
-  privateKeySealed: r.private_key_sealed as string,
-  fingerprintSha256: r.fingerprint_sha256 as string,
-  issuer: r.issuer as string,
-  serialNumber: r.serial_number as string,
-  signature: r.signature as string,
-  expiresOn: date(r.expires_on),
-  uploadedOn: date(r.uploaded_on),
-  updatedAt: date(r.updated_at),
-  status: r.status as LifecycleStatus,
-  statusChangedAt: date(r.status_changed_at),
-  version: num(r.version),
-});
-
-const toAssociation = (r: Row): HostnameAssociation => ({
-  zoneId: r.zone_id as string,
-  hostname: r.hostname as string,
-  certId: r.cert_id as string,
-  enabled: r.enabled === null || r.enabled === undefined ? null : r.enabled === true,
-  status: r.status as LifecycleStatus,
-  statusChangedAt: date(r.status_changed_at),
-  version: num(r.version),
-  createdAt: date(r.created_at),
-  updatedAt: date(r.updated_at),
-});
-
-const toAccessCert = (r: Row): AccessCertificate => ({
-  id: r.id as string,
-  scopeType: r.scope_type as AccessCertificate['scopeType'],
-  scopeId: r.scope_id as string,
-  accountId: r.account_id as string,
-  name: r.name as string,
-  certificate: r.certificate as string,
-  fingerprintSha256: r.fingerprint_sha256 as string,
-  fingerprintMd5: r.fingerprint_md5 as string,
-  associatedHostnames: r.associated_hostnames as string[],
-  expiresOn: date(r.expires_on),
-  createdAt: date(r.created_at),
-  updatedAt: date(r.updated_at),
-  version: num(r.version),
-});
-
-const toSetting = (r: Row): AccessHostnameSetting => ({
-  scopeType: r.scope_type as AccessHostnameSetting['scopeType'],
-  scopeId: r.scope_id as string,
-  hostname: r.hostname as string,
-  chinaNetwork: r.china_network === true,
-  clientCertificateForwarding: r.client_certificate_forwarding === true,
-  updatedAt: date(r.updated_at),
-  version: num(r.version),
-});
-
-const toRollout = (r: Row): SettingsRollout => ({
-  scopeType: r.scope_type as SettingsRollout['scopeType'],
-  scopeId: r.scope_id as string,
-  status: r.status as LifecycleStatus,
-  statusChangedAt: date(r.status_changed_at),
-  version: num(r.version),
-});
-
-const toEvent = (r: Row): LifecycleEvent => ({
-  subjectKind: r.subject_kind as LifecycleEvent['subjectKind'],
-  subjectId: r.subject_id as string,
-  fromStatus: r.from_status as LifecycleStatus,
-  toStatus: r.to_status as LifecycleStatus,
-  version: num(r.version),
-  at: date(r.at),
-});
-
-const toEdgeHostname = (r: Row): EdgeHostname => ({
-  hostname: r.hostname as string,
-  zoneId: r.zone_id as string,
-  originAddress: r.origin_address as string,
-  originPort: num(r.origin_port),
-  originTls: r.origin_tls === true,
-  originSni: (r.origin_sni ?? null) as string | null,
-  originCaPem: (r.origin_ca_pem ?? null) as string | null,
-  serverCertificate: r.server_certificate as string,
-  serverKeySealed: r.server_key_sealed as string,
-  createdAt: date(r.created_at),
-  updatedAt: date(r.updated_at),
-  version: num(r.version),
-});
-
-const toEdgeNode = (r: Row): EdgeNode => ({
-  id: r.id as string,
-  name: r.name as string,
-  secretHash: r.secret_hash as string,
-  registeredAt: date(r.registered_at),
-  lastSeenAt: dateOrNull(r.last_seen_at),
-  ackedVersion: num(r.acked_version),
-  revokedAt: dateOrNull(r.revoked_at),
-});
-
-const toEdgeFailure = (r: Row): EdgeFailure => ({
-  edgeId: r.edge_id as string,
-  version: num(r.version),
-  hostname: r.hostname as string,
-  reason: r.reason as string,
-});
-
-const toChange = (r: Row): ConfigChange => ({
-  version: num(r.version),
-  scopeType: r.scope_type as ConfigChange['scopeType'],
-  scopeId: r.scope_id as string,
+/** pg gives timestamptz as Date, booleans as booleans, jsonb parsed, and int8 as numbers (store.ts's TYPES) or text. */
+const mappers = createRowMappers({
+  date: (v) => (v instanceof Date ? v : new Date(v as string)),
+  bool: (v) => v === true,
+  boolOrNull: (v) => (v === null || v === undefined ? null : v === true),
+  json: <T>(v: unknown): T => v as T,
+  num,
+  policies: canonicalPolicies,
 });
 
 // ---- SQL (module constants: one text, hence one prepared statement name, per query) ----
@@ -459,34 +305,34 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
 
   const tenancy: TenancyRepo = {
     insertAccount: (a) => exec(SQL.insertAccount, [a.id, a.name, ts(a.createdAt)]),
-    getAccount: (id) => one(SQL.getAccount, toAccount, [id]),
-    listAccounts: () => all(SQL.listAccounts, toAccount),
+    getAccount: (id) => one(SQL.getAccount, mappers.toAccount, [id]),
+    listAccounts: () => all(SQL.listAccounts, mappers.toAccount),
 
     insertZone: (z) => exec(SQL.insertZone, zoneParams(z)),
     updateZone: (z) =>
       exec(SQL.updateZone, [z.id, z.name, z.accountId, z.chinaNetwork, z.aopEnabled, z.status, ts(z.modifiedAt)]),
-    getZone: (id) => one(SQL.getZone, toZone, [id]),
-    getZoneByName: (name) => one(SQL.getZoneByName, toZone, [name]),
+    getZone: (id) => one(SQL.getZone, mappers.toZone, [id]),
+    getZoneByName: (name) => one(SQL.getZoneByName, mappers.toZone, [name]),
     async listZones(zq: ZoneQuery, page: PageRequest): Promise<Page<Zone>> {
       const params = [zq.name === undefined || zq.name === null, zq.name ?? null, zq.accountIds ?? null, zq.zoneIds ?? null];
       return {
         totalCount: await count(SQL.countZones, params),
-        items: await all(SQL.listZones, toZone, [...params, page.perPage, offset(page)]),
+        items: await all(SQL.listZones, mappers.toZone, [...params, page.perPage, offset(page)]),
       };
     },
 
     insertUser: (u) => exec(SQL.insertUser, [u.id, u.email, u.apiKeyHash, ts(u.createdAt)]),
-    getUser: (id) => one(SQL.getUser, toUser, [id]),
-    getUserByEmail: (email) => one(SQL.getUserByEmail, toUser, [email]),
-    listUsers: () => all(SQL.listUsers, toUser),
+    getUser: (id) => one(SQL.getUser, mappers.toUser, [id]),
+    getUserByEmail: (email) => one(SQL.getUserByEmail, mappers.toUser, [email]),
+    listUsers: () => all(SQL.listUsers, mappers.toUser),
     addMembership: (accountId, userId) => exec(SQL.addMembership, [accountId, userId]),
     listMemberships: (userId) => all(SQL.listMemberships, (r) => r.account_id as string, [userId]),
 
     insertToken: (t) => exec(SQL.insertToken, [...tokenParams(t), ts(t.createdAt), tsOrNull(t.revokedAt)]),
     updateToken: (t) => exec(SQL.updateToken, [...tokenParams(t), tsOrNull(t.revokedAt)]),
-    getToken: (id) => one(SQL.getToken, toToken, [id]),
-    getTokenBySecretHash: (hash) => one(SQL.getTokenBySecretHash, toToken, [hash]),
-    listTokens: () => all(SQL.listTokens, toToken),
+    getToken: (id) => one(SQL.getToken, mappers.toToken, [id]),
+    getTokenBySecretHash: (hash) => one(SQL.getTokenBySecretHash, mappers.toToken, [hash]),
+    listTokens: () => all(SQL.listTokens, mappers.toToken),
 
     getMeta: (key) => one(SQL.getMeta, (r) => r.value as string, [key]),
     setMeta: (key, value) => exec(SQL.setMeta, [key, value]),
@@ -496,15 +342,15 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
   const aop: AopRepo = {
     insertCertificate: (c) => exec(SQL.insertAopCert, aopParams(c)),
     updateCertificate: (c) => exec(SQL.updateAopCert, aopParams(c)),
-    getCertificate: (zoneId, kind, id) => one(SQL.getAopCert, toAopCert, [id, zoneId, kind]),
-    findCertificateById: (id) => one(SQL.findAopCert, toAopCert, [id]),
-    getCertificateByFingerprint: (zoneId, kind, fp) => one(SQL.getAopCertByFingerprint, toAopCert, [zoneId, kind, fp]),
-    listCertificates: (zoneId, kind, exclude) => all(SQL.listAopCerts, toAopCert, [zoneId, kind, exclude]),
+    getCertificate: (zoneId, kind, id) => one(SQL.getAopCert, mappers.toAopCert, [id, zoneId, kind]),
+    findCertificateById: (id) => one(SQL.findAopCert, mappers.toAopCert, [id]),
+    getCertificateByFingerprint: (zoneId, kind, fp) => one(SQL.getAopCertByFingerprint, mappers.toAopCert, [zoneId, kind, fp]),
+    listCertificates: (zoneId, kind, exclude) => all(SQL.listAopCerts, mappers.toAopCert, [zoneId, kind, exclude]),
     countCertificates: (zoneId, kind, exclude) => count(SQL.countAopCerts, [zoneId, kind, exclude]),
     purgeCertificate: (id) => exec(SQL.purgeAopCert, [id]),
-    listCertificatesAfter: (afterId, limit) => all(SQL.aopCertsAfter, toAopCert, [afterId, limit]),
+    listCertificatesAfter: (afterId, limit) => all(SQL.aopCertsAfter, mappers.toAopCert, [afterId, limit]),
 
-    getAssociation: (zoneId, hostname) => one(SQL.getAssociation, toAssociation, [zoneId, hostname]),
+    getAssociation: (zoneId, hostname) => one(SQL.getAssociation, mappers.toAssociation, [zoneId, hostname]),
     upsertAssociation: (a) =>
       exec(SQL.upsertAssociation, [
         a.zoneId,
@@ -522,13 +368,14 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
       const params = [zoneId, statuses ?? null];
       return {
         totalCount: await count(SQL.countAssociations, params),
-        items: await all(SQL.listAssociations, toAssociation, [...params, page.perPage, offset(page)]),
+        items: await all(SQL.listAssociations, mappers.toAssociation, [...params, page.perPage, offset(page)]),
       };
     },
     countLiveAssociations: (certId) => count(SQL.countLiveAssociations, [certId]),
-    listCertificatesInStatus: (statuses, before, limit) => all(SQL.certsInStatus, toAopCert, [statuses, ts(before), limit]),
+    listCertificatesInStatus: (statuses, before, limit) =>
+      all(SQL.certsInStatus, mappers.toAopCert, [statuses, ts(before), limit]),
     listAssociationsInStatus: (statuses, before, limit) =>
-      all(SQL.associationsInStatus, toAssociation, [statuses, ts(before), limit]),
+      all(SQL.associationsInStatus, mappers.toAssociation, [statuses, ts(before), limit]),
   };
 
   const access: AccessRepo = {
@@ -551,18 +398,18 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
     updateCertificate: (c) =>
       exec(SQL.updateAccessCert, [c.id, c.name, JSON.stringify(c.associatedHostnames), ts(c.updatedAt), c.version]),
     deleteCertificate: (id) => exec(SQL.deleteAccessCert, [id]),
-    getCertificate: (scopeType, scopeId, id) => one(SQL.getAccessCert, toAccessCert, [id, scopeType, scopeId]),
+    getCertificate: (scopeType, scopeId, id) => one(SQL.getAccessCert, mappers.toAccessCert, [id, scopeType, scopeId]),
     getCertificateByFingerprint: (scopeType, scopeId, fp) =>
-      one(SQL.getAccessCertByFingerprint, toAccessCert, [scopeType, scopeId, fp]),
+      one(SQL.getAccessCertByFingerprint, mappers.toAccessCert, [scopeType, scopeId, fp]),
     async listCertificates(scopeType, scopeId, page) {
       return {
         totalCount: await count(SQL.countAccessCerts, [scopeType, scopeId]),
-        items: await all(SQL.listAccessCerts, toAccessCert, [scopeType, scopeId, page.perPage, offset(page)]),
+        items: await all(SQL.listAccessCerts, mappers.toAccessCert, [scopeType, scopeId, page.perPage, offset(page)]),
       };
     },
     countAccountCertificates: (accountId) => count(SQL.countAccountAccessCerts, [accountId]),
 
-    listSettings: (scopeType, scopeId) => all(SQL.listSettings, toSetting, [scopeType, scopeId]),
+    listSettings: (scopeType, scopeId) => all(SQL.listSettings, mappers.toSetting, [scopeType, scopeId]),
     upsertSetting: (s) =>
       exec(SQL.upsertSetting, [
         s.scopeType,
@@ -574,38 +421,39 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
         s.version,
       ]),
     deleteSetting: (scopeType, scopeId, hostname) => exec(SQL.deleteSetting, [scopeType, scopeId, hostname]),
-    getSettingsRollout: (scopeType, scopeId) => one(SQL.getRollout, toRollout, [scopeType, scopeId]),
+    getSettingsRollout: (scopeType, scopeId) => one(SQL.getRollout, mappers.toRollout, [scopeType, scopeId]),
     putSettingsRollout: (r) => exec(SQL.putRollout, [r.scopeType, r.scopeId, r.status, ts(r.statusChangedAt), r.version]),
-    listSettingsRolloutsInStatus: (status, before, limit) => all(SQL.rolloutsInStatus, toRollout, [status, ts(before), limit]),
+    listSettingsRolloutsInStatus: (status, before, limit) =>
+      all(SQL.rolloutsInStatus, mappers.toRollout, [status, ts(before), limit]),
   };
 
   const events: EventRepo = {
     record: (e) => exec(SQL.recordEvent, [e.subjectKind, e.subjectId, e.fromStatus, e.toStatus, e.version, ts(e.at)]),
-    listForSubject: (kind, id) => all(SQL.listEvents, toEvent, [kind, id]),
+    listForSubject: (kind, id) => all(SQL.listEvents, mappers.toEvent, [kind, id]),
   };
 
   const edge: EdgeRepo = {
     upsertHostname: (h) => exec(SQL.upsertEdgeHostname, edgeHostnameParams(h)),
-    getHostname: (hostname) => one(SQL.getEdgeHostname, toEdgeHostname, [hostname]),
+    getHostname: (hostname) => one(SQL.getEdgeHostname, mappers.toEdgeHostname, [hostname]),
     deleteHostname: (hostname) => exec(SQL.deleteEdgeHostname, [hostname]),
-    listHostnames: () => all(SQL.listEdgeHostnames, toEdgeHostname),
-    listHostnamesOfZone: (zoneId) => all(SQL.listEdgeHostnamesOfZone, toEdgeHostname, [zoneId]),
+    listHostnames: () => all(SQL.listEdgeHostnames, mappers.toEdgeHostname),
+    listHostnamesOfZone: (zoneId) => all(SQL.listEdgeHostnamesOfZone, mappers.toEdgeHostname, [zoneId]),
 
     insertNode: (n) => exec(SQL.insertEdgeNode, edgeNodeParams(n)),
     updateNode: (n) => exec(SQL.updateEdgeNode, edgeNodeParams(n)),
-    getNode: (id) => one(SQL.getEdgeNode, toEdgeNode, [id]),
-    getNodeBySecretHash: (hash) => one(SQL.getEdgeNodeBySecretHash, toEdgeNode, [hash]),
-    listNodes: () => all(SQL.listEdgeNodes, toEdgeNode),
+    getNode: (id) => one(SQL.getEdgeNode, mappers.toEdgeNode, [id]),
+    getNodeBySecretHash: (hash) => one(SQL.getEdgeNodeBySecretHash, mappers.toEdgeNode, [hash]),
+    listNodes: () => all(SQL.listEdgeNodes, mappers.toEdgeNode),
 
     async putFailures(edgeId, version, failures) {
       await exec(SQL.deleteEdgeFailures, [edgeId]);
       if (failures.length === 0) return;
       await exec(SQL.insertEdgeFailures, [edgeId, version, failures.map((f) => f.hostname), failures.map((f) => f.reason)]);
     },
-    listFailures: (edgeId) => all(SQL.listEdgeFailures, toEdgeFailure, [edgeId]),
+    listFailures: (edgeId) => all(SQL.listEdgeFailures, mappers.toEdgeFailure, [edgeId]),
 
     recordChange: (c) => exec(SQL.recordChange, [c.version, c.scopeType, c.scopeId]),
-    listChanges: (after, upTo) => all(SQL.listChanges, toChange, [after, upTo]),
+    listChanges: (after, upTo) => all(SQL.listChanges, mappers.toChange, [after, upTo]),
   };
 
   /** Advisory locks keyed by (kind, id), released at commit or rollback; they need no row to exist. */

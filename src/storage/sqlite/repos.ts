@@ -2,41 +2,30 @@
 import type Database from 'better-sqlite3';
 import type {
   AccessCertificate,
-  AccessHostnameSetting,
   Account,
   ApiToken,
   AopCertificate,
-  ConfigChange,
-  EdgeFailure,
   EdgeHostname,
   EdgeNode,
-  HostnameAssociation,
-  LifecycleStatus,
   Page,
   PageRequest,
-  User,
   Zone,
 } from '../../domain/model.js';
-import type {
-  AccessRepo,
-  AopRepo,
-  EdgeRepo,
-  EventRepo,
-  LifecycleEvent,
-  Repos,
-  SettingsRollout,
-  TenancyRepo,
-  ZoneQuery,
-} from '../../domain/ports.js';
-
-type Row = Record<string, unknown>;
+import type { AccessRepo, AopRepo, EdgeRepo, EventRepo, Repos, TenancyRepo, ZoneQuery } from '../../domain/ports.js';
+import { createRowMappers, offset, type Row } from '../rows.js';
 
 const iso = (d: Date): string => d.toISOString();
 const isoOrNull = (d: Date | null): string | null => (d ? d.toISOString() : null);
-const date = (v: unknown): Date => new Date(v as string);
-const dateOrNull = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(v as string));
+
+/** SQLite gives times as ISO text, booleans as 0/1, JSON columns as text and integers as numbers. */
 const bool = (v: unknown): boolean => v === 1 || v === true;
-const offset = (p: PageRequest) => (p.page - 1) * p.perPage;
+const mappers = createRowMappers({
+  date: (v) => new Date(v as string),
+  bool,
+  boolOrNull: (v) => (v === null ? null : bool(v)),
+  json: <T>(v: unknown): T => JSON.parse(v as string) as T,
+  num: (v) => v as number,
+});
 
 /** Prepares each SQL text once and reuses it. */
 function statements(db: Database.Database) {
@@ -50,138 +39,6 @@ function statements(db: Database.Database) {
     return s;
   };
 }
-
-const toZone = (r: Row): Zone => ({
-  id: r.id as string,
-  name: r.name as string,
-  accountId: r.account_id as string,
-  chinaNetwork: bool(r.china_network),
-  aopEnabled: bool(r.aop_enabled),
-  status: 'active',
-  createdAt: date(r.created_at),
-  modifiedAt: date(r.modified_at),
-});
-
-const toToken = (r: Row): ApiToken => ({
-  id: r.id as string,
-  name: r.name as string,
-  secretHash: r.secret_hash as string,
-  status: r.status as ApiToken['status'],
-  policies: JSON.parse(r.policies as string),
-  notBefore: dateOrNull(r.not_before),
-  expiresOn: dateOrNull(r.expires_on),
-  createdAt: date(r.created_at),
-  revokedAt: dateOrNull(r.revoked_at),
-});
-
-const toUser = (r: Row): User => ({
-  id: r.id as string,
-  email: r.email as string,
-  apiKeyHash: r.api_key_hash as string,
-  createdAt: date(r.created_at),
-});
-
-const toAopCert = (r: Row): AopCertificate => ({
-  id: r.id as string,
-  zoneId: r.zone_id as string,
-  kind: r.kind as AopCertificate['kind'],
-  certificate: r.certificate as string,
-  privateKeySealed: r.private_key_sealed as string,
-  fingerprintSha256: r.fingerprint_sha256 as string,
-  issuer: r.issuer as string,
-  serialNumber: r.serial_number as string,
-  signature: r.signature as string,
-  expiresOn: date(r.expires_on),
-  uploadedOn: date(r.uploaded_on),
-  updatedAt: date(r.updated_at),
-  status: r.status as LifecycleStatus,
-  statusChangedAt: date(r.status_changed_at),
-  version: r.version as number,
-});
-
-const toAssociation = (r: Row): HostnameAssociation => ({
-  zoneId: r.zone_id as string,
-  hostname: r.hostname as string,
-  certId: r.cert_id as string,
-  enabled: r.enabled === null ? null : bool(r.enabled),
-  status: r.status as LifecycleStatus,
-  statusChangedAt: date(r.status_changed_at),
-  version: r.version as number,
-  createdAt: date(r.created_at),
-  updatedAt: date(r.updated_at),
-});
-
-const toAccessCert = (r: Row): AccessCertificate => ({
-  id: r.id as string,
-  scopeType: r.scope_type as AccessCertificate['scopeType'],
-  scopeId: r.scope_id as string,
-  accountId: r.account_id as string,
-  name: r.name as string,
-  certificate: r.certificate as string,
-  fingerprintSha256: r.fingerprint_sha256 as string,
-  fingerprintMd5: r.fingerprint_md5 as string,
-  associatedHostnames: JSON.parse(r.associated_hostnames as string),
-  expiresOn: date(r.expires_on),
-  createdAt: date(r.created_at),
-  updatedAt: date(r.updated_at),
-  version: r.version as number,
-});
-
-const toSetting = (r: Row): AccessHostnameSetting => ({
-  scopeType: r.scope_type as AccessHostnameSetting['scopeType'],
-  scopeId: r.scope_id as string,
-  hostname: r.hostname as string,
-  chinaNetwork: bool(r.china_network),
-  clientCertificateForwarding: bool(r.client_certificate_forwarding),
-  updatedAt: date(r.updated_at),
-  version: r.version as number,
-});
-
-const toRollout = (r: Row): SettingsRollout => ({
-  scopeType: r.scope_type as SettingsRollout['scopeType'],
-  scopeId: r.scope_id as string,
-  status: r.status as LifecycleStatus,
-  statusChangedAt: date(r.status_changed_at),
-  version: r.version as number,
-});
-
-const toEdgeHostname = (r: Row): EdgeHostname => ({
-  hostname: r.hostname as string,
-  zoneId: r.zone_id as string,
-  originAddress: r.origin_address as string,
-  originPort: r.origin_port as number,
-  originTls: bool(r.origin_tls),
-  originSni: (r.origin_sni ?? null) as string | null,
-  originCaPem: (r.origin_ca_pem ?? null) as string | null,
-  serverCertificate: r.server_certificate as string,
-  serverKeySealed: r.server_key_sealed as string,
-  createdAt: date(r.created_at),
-  updatedAt: date(r.updated_at),
-  version: r.version as number,
-});
-
-const toEdgeNode = (r: Row): EdgeNode => ({
-  id: r.id as string,
-  name: r.name as string,
-  secretHash: r.secret_hash as string,
-  registeredAt: date(r.registered_at),
-  lastSeenAt: dateOrNull(r.last_seen_at),
-  ackedVersion: r.acked_version as number,
-  revokedAt: dateOrNull(r.revoked_at),
-});
-
-const toEdgeFailure = (r: Row): EdgeFailure => ({
-  edgeId: r.edge_id as string,
-  version: r.version as number,
-  hostname: r.hostname as string,
-  reason: r.reason as string,
-});
-
-const toChange = (r: Row): ConfigChange => ({
-  version: r.version as number,
-  scopeType: r.scope_type as ConfigChange['scopeType'],
-  scopeId: r.scope_id as string,
-});
 
 /** `IN (...)` over a list of statuses, as a JSON array so one prepared statement serves any list. */
 const IN_STATUSES = 'IN (SELECT value FROM json_each(:statuses))';
@@ -204,10 +61,8 @@ export function createSqliteRepos(db: Database.Database): Repos {
         created_at: iso(a.createdAt),
       });
     },
-    getAccount: async (id) =>
-      one('SELECT * FROM accounts WHERE id = :id', (r) => ({ id: r.id as string, name: r.name as string, createdAt: date(r.created_at) }), { id }),
-    listAccounts: async () =>
-      all('SELECT * FROM accounts ORDER BY created_at, id', (r) => ({ id: r.id as string, name: r.name as string, createdAt: date(r.created_at) })),
+    getAccount: async (id) => one('SELECT * FROM accounts WHERE id = :id', mappers.toAccount, { id }),
+    listAccounts: async () => all('SELECT * FROM accounts ORDER BY created_at, id', mappers.toAccount),
 
     async insertZone(z) {
       q(`INSERT INTO zones (id, name, account_id, china_network, aop_enabled, status, created_at, modified_at)
@@ -217,8 +72,8 @@ export function createSqliteRepos(db: Database.Database): Repos {
       q(`UPDATE zones SET name = :name, account_id = :account_id, china_network = :china_network,
          aop_enabled = :aop_enabled, status = :status, modified_at = :modified_at WHERE id = :id`).run(zoneParams(z));
     },
-    getZone: async (id) => one('SELECT * FROM zones WHERE id = :id', toZone, { id }),
-    getZoneByName: async (name) => one('SELECT * FROM zones WHERE name = :name', toZone, { name }),
+    getZone: async (id) => one('SELECT * FROM zones WHERE id = :id', mappers.toZone, { id }),
+    getZoneByName: async (name) => one('SELECT * FROM zones WHERE name = :name', mappers.toZone, { name }),
     async listZones(zq: ZoneQuery, page: PageRequest): Promise<Page<Zone>> {
       const where = `WHERE (:name IS NULL OR name = :name)
         AND ((:accounts IS NULL AND :zones IS NULL)
@@ -231,7 +86,7 @@ export function createSqliteRepos(db: Database.Database): Repos {
       };
       return {
         totalCount: count(`SELECT count(*) AS n FROM zones ${where}`, params),
-        items: all(`SELECT * FROM zones ${where} ORDER BY name LIMIT :limit OFFSET :offset`, toZone, {
+        items: all(`SELECT * FROM zones ${where} ORDER BY name LIMIT :limit OFFSET :offset`, mappers.toZone, {
           ...params,
           limit: page.perPage,
           offset: offset(page),
@@ -247,9 +102,9 @@ export function createSqliteRepos(db: Database.Database): Repos {
         created_at: iso(u.createdAt),
       });
     },
-    getUser: async (id) => one('SELECT * FROM users WHERE id = :id', toUser, { id }),
-    getUserByEmail: async (email) => one('SELECT * FROM users WHERE email = :email', toUser, { email }),
-    listUsers: async () => all('SELECT * FROM users ORDER BY email', toUser),
+    getUser: async (id) => one('SELECT * FROM users WHERE id = :id', mappers.toUser, { id }),
+    getUserByEmail: async (email) => one('SELECT * FROM users WHERE email = :email', mappers.toUser, { email }),
+    listUsers: async () => all('SELECT * FROM users ORDER BY email', mappers.toUser),
     async addMembership(accountId, userId) {
       q('INSERT OR IGNORE INTO memberships (account_id, user_id) VALUES (:a, :u)').run({ a: accountId, u: userId });
     },
@@ -264,9 +119,9 @@ export function createSqliteRepos(db: Database.Database): Repos {
       q(`UPDATE tokens SET name = :name, secret_hash = :secret_hash, status = :status, policies = :policies,
          not_before = :not_before, expires_on = :expires_on, revoked_at = :revoked_at WHERE id = :id`).run(tokenParams(t));
     },
-    getToken: async (id) => one('SELECT * FROM tokens WHERE id = :id', toToken, { id }),
-    getTokenBySecretHash: async (hash) => one('SELECT * FROM tokens WHERE secret_hash = :hash', toToken, { hash }),
-    listTokens: async () => all('SELECT * FROM tokens ORDER BY created_at, id', toToken),
+    getToken: async (id) => one('SELECT * FROM tokens WHERE id = :id', mappers.toToken, { id }),
+    getTokenBySecretHash: async (hash) => one('SELECT * FROM tokens WHERE secret_hash = :hash', mappers.toToken, { hash }),
+    listTokens: async () => all('SELECT * FROM tokens ORDER BY created_at, id', mappers.toToken),
 
     getMeta: async (key) => one('SELECT value FROM meta WHERE key = :key', (r) => r.value as string, { key }),
     listMeta: async () => all('SELECT key, value FROM meta ORDER BY key', (r): [string, string] => [r.key as string, r.value as string]),
@@ -290,19 +145,23 @@ export function createSqliteRepos(db: Database.Database): Repos {
          WHERE id = :id AND zone_id = :zone_id AND kind = :kind`).run(aopParams(c));
     },
     getCertificate: async (zoneId, kind, id) =>
-      one('SELECT * FROM aop_certificates WHERE id = :id AND zone_id = :zone AND kind = :kind', toAopCert, { id, zone: zoneId, kind }),
-    findCertificateById: async (id) => one('SELECT * FROM aop_certificates WHERE id = :id', toAopCert, { id }),
+      one('SELECT * FROM aop_certificates WHERE id = :id AND zone_id = :zone AND kind = :kind', mappers.toAopCert, {
+        id,
+        zone: zoneId,
+        kind,
+      }),
+    findCertificateById: async (id) => one('SELECT * FROM aop_certificates WHERE id = :id', mappers.toAopCert, { id }),
     getCertificateByFingerprint: async (zoneId, kind, fp) =>
       one(
         'SELECT * FROM aop_certificates WHERE zone_id = :zone AND kind = :kind AND fingerprint_sha256 = :fp',
-        toAopCert,
+        mappers.toAopCert,
         { zone: zoneId, kind, fp },
       ),
     listCertificates: async (zoneId, kind, exclude) =>
       all(
         `SELECT * FROM aop_certificates WHERE zone_id = :zone AND kind = :kind
            AND status NOT IN (SELECT value FROM json_each(:statuses)) ORDER BY uploaded_on DESC, id`,
-        toAopCert,
+        mappers.toAopCert,
         { zone: zoneId, kind, statuses: JSON.stringify(exclude) },
       ),
     countCertificates: async (zoneId, kind, exclude) =>
@@ -315,10 +174,16 @@ export function createSqliteRepos(db: Database.Database): Repos {
       q('DELETE FROM aop_certificates WHERE id = :id').run({ id });
     },
     listCertificatesAfter: async (afterId, limit) =>
-      all('SELECT * FROM aop_certificates WHERE id > :after ORDER BY id LIMIT :limit', toAopCert, { after: afterId, limit }),
+      all('SELECT * FROM aop_certificates WHERE id > :after ORDER BY id LIMIT :limit', mappers.toAopCert, {
+        after: afterId,
+        limit,
+      }),
 
     getAssociation: async (zoneId, hostname) =>
-      one('SELECT * FROM aop_associations WHERE zone_id = :zone AND hostname = :hostname', toAssociation, { zone: zoneId, hostname }),
+      one('SELECT * FROM aop_associations WHERE zone_id = :zone AND hostname = :hostname', mappers.toAssociation, {
+        zone: zoneId,
+        hostname,
+      }),
     async upsertAssociation(a) {
       q(`INSERT INTO aop_associations (zone_id, hostname, cert_id, enabled, status, status_changed_at, version, created_at, updated_at)
          VALUES (:zone_id, :hostname, :cert_id, :enabled, :status, :status_changed_at, :version, :created_at, :updated_at)
@@ -344,11 +209,11 @@ export function createSqliteRepos(db: Database.Database): Repos {
       const where = `WHERE zone_id = :zone AND (:statuses IS NULL OR status ${IN_STATUSES})`;
       return {
         totalCount: count(`SELECT count(*) AS n FROM aop_associations ${where}`, params),
-        items: all(`SELECT * FROM aop_associations ${where} ORDER BY hostname LIMIT :limit OFFSET :offset`, toAssociation, {
-          ...params,
-          limit: page.perPage,
-          offset: offset(page),
-        }),
+        items: all(
+          `SELECT * FROM aop_associations ${where} ORDER BY hostname LIMIT :limit OFFSET :offset`,
+          mappers.toAssociation,
+          { ...params, limit: page.perPage, offset: offset(page) },
+        ),
       };
     },
     countLiveAssociations: async (certId) =>
@@ -361,14 +226,14 @@ export function createSqliteRepos(db: Database.Database): Repos {
       all(
         `SELECT * FROM aop_certificates WHERE status ${IN_STATUSES} AND status_changed_at <= :before
            ORDER BY status_changed_at LIMIT :limit`,
-        toAopCert,
+        mappers.toAopCert,
         { statuses: JSON.stringify(statuses), before: iso(before), limit },
       ),
     listAssociationsInStatus: async (statuses, before, limit) =>
       all(
         `SELECT * FROM aop_associations WHERE status ${IN_STATUSES} AND status_changed_at <= :before
            ORDER BY status_changed_at LIMIT :limit`,
-        toAssociation,
+        mappers.toAssociation,
         { statuses: JSON.stringify(statuses), before: iso(before), limit },
       ),
   };
@@ -390,13 +255,13 @@ export function createSqliteRepos(db: Database.Database): Repos {
     getCertificate: async (scopeType, scopeId, id) =>
       one(
         'SELECT * FROM access_certificates WHERE id = :id AND scope_type = :t AND scope_id = :s',
-        toAccessCert,
+        mappers.toAccessCert,
         { id, t: scopeType, s: scopeId },
       ),
     getCertificateByFingerprint: async (scopeType, scopeId, fp) =>
       one(
         'SELECT * FROM access_certificates WHERE scope_type = :t AND scope_id = :s AND fingerprint_sha256 = :fp',
-        toAccessCert,
+        mappers.toAccessCert,
         { t: scopeType, s: scopeId, fp },
       ),
     async listCertificates(scopeType, scopeId, page) {
@@ -406,7 +271,7 @@ export function createSqliteRepos(db: Database.Database): Repos {
         items: all(
           `SELECT * FROM access_certificates WHERE scope_type = :t AND scope_id = :s
              ORDER BY created_at, id LIMIT :limit OFFSET :offset`,
-          toAccessCert,
+          mappers.toAccessCert,
           { ...params, limit: page.perPage, offset: offset(page) },
         ),
       };
@@ -415,7 +280,7 @@ export function createSqliteRepos(db: Database.Database): Repos {
       count('SELECT count(*) AS n FROM access_certificates WHERE account_id = :a', { a: accountId }),
 
     listSettings: async (scopeType, scopeId) =>
-      all('SELECT * FROM access_settings WHERE scope_type = :t AND scope_id = :s ORDER BY hostname', toSetting, {
+      all('SELECT * FROM access_settings WHERE scope_type = :t AND scope_id = :s ORDER BY hostname', mappers.toSetting, {
         t: scopeType,
         s: scopeId,
       }),
@@ -442,7 +307,10 @@ export function createSqliteRepos(db: Database.Database): Repos {
       });
     },
     getSettingsRollout: async (scopeType, scopeId) =>
-      one('SELECT * FROM access_settings_rollouts WHERE scope_type = :t AND scope_id = :s', toRollout, { t: scopeType, s: scopeId }),
+      one('SELECT * FROM access_settings_rollouts WHERE scope_type = :t AND scope_id = :s', mappers.toRollout, {
+        t: scopeType,
+        s: scopeId,
+      }),
     async putSettingsRollout(r) {
       q(`INSERT INTO access_settings_rollouts (scope_type, scope_id, status, status_changed_at, version)
          VALUES (:t, :s, :status, :changed, :version)
@@ -459,7 +327,7 @@ export function createSqliteRepos(db: Database.Database): Repos {
       all(
         `SELECT * FROM access_settings_rollouts WHERE status = :status AND status_changed_at <= :before
            ORDER BY status_changed_at LIMIT :limit`,
-        toRollout,
+        mappers.toRollout,
         { status, before: iso(before), limit },
       ),
   };
@@ -479,14 +347,7 @@ export function createSqliteRepos(db: Database.Database): Repos {
     listForSubject: async (kind, id) =>
       all(
         'SELECT * FROM lifecycle_events WHERE subject_kind = :kind AND subject_id = :id ORDER BY id',
-        (r): LifecycleEvent => ({
-          subjectKind: r.subject_kind as LifecycleEvent['subjectKind'],
-          subjectId: r.subject_id as string,
-          fromStatus: r.from_status as LifecycleStatus,
-          toStatus: r.to_status as LifecycleStatus,
-          version: r.version as number,
-          at: date(r.at),
-        }),
+        mappers.toEvent,
         { kind, id },
       ),
   };
@@ -503,13 +364,14 @@ export function createSqliteRepos(db: Database.Database): Repos {
            server_key_sealed = excluded.server_key_sealed, created_at = excluded.created_at,
            updated_at = excluded.updated_at, version = excluded.version`).run(edgeHostnameParams(h));
     },
-    getHostname: async (hostname) => one('SELECT * FROM edge_hostnames WHERE hostname = :hostname', toEdgeHostname, { hostname }),
+    getHostname: async (hostname) =>
+      one('SELECT * FROM edge_hostnames WHERE hostname = :hostname', mappers.toEdgeHostname, { hostname }),
     async deleteHostname(hostname) {
       q('DELETE FROM edge_hostnames WHERE hostname = :hostname').run({ hostname });
     },
-    listHostnames: async () => all('SELECT * FROM edge_hostnames ORDER BY hostname', toEdgeHostname),
+    listHostnames: async () => all('SELECT * FROM edge_hostnames ORDER BY hostname', mappers.toEdgeHostname),
     listHostnamesOfZone: async (zoneId) =>
-      all('SELECT * FROM edge_hostnames WHERE zone_id = :zone ORDER BY hostname', toEdgeHostname, { zone: zoneId }),
+      all('SELECT * FROM edge_hostnames WHERE zone_id = :zone ORDER BY hostname', mappers.toEdgeHostname, { zone: zoneId }),
 
     async insertNode(n) {
       q(`INSERT INTO edge_nodes (id, name, secret_hash, registered_at, last_seen_at, acked_version, revoked_at)
@@ -521,9 +383,9 @@ export function createSqliteRepos(db: Database.Database): Repos {
         edgeNodeParams(n),
       );
     },
-    getNode: async (id) => one('SELECT * FROM edge_nodes WHERE id = :id', toEdgeNode, { id }),
-    getNodeBySecretHash: async (hash) => one('SELECT * FROM edge_nodes WHERE secret_hash = :hash', toEdgeNode, { hash }),
-    listNodes: async () => all('SELECT * FROM edge_nodes ORDER BY registered_at, id', toEdgeNode),
+    getNode: async (id) => one('SELECT * FROM edge_nodes WHERE id = :id', mappers.toEdgeNode, { id }),
+    getNodeBySecretHash: async (hash) => one('SELECT * FROM edge_nodes WHERE secret_hash = :hash', mappers.toEdgeNode, { hash }),
+    listNodes: async () => all('SELECT * FROM edge_nodes ORDER BY registered_at, id', mappers.toEdgeNode),
 
     async putFailures(edgeId, version, failures) {
       q('DELETE FROM edge_failures WHERE edge_id = :edge').run({ edge: edgeId });
@@ -537,7 +399,7 @@ export function createSqliteRepos(db: Database.Database): Repos {
       }
     },
     listFailures: async (edgeId) =>
-      all('SELECT * FROM edge_failures WHERE edge_id = :edge ORDER BY hostname', toEdgeFailure, { edge: edgeId }),
+      all('SELECT * FROM edge_failures WHERE edge_id = :edge ORDER BY hostname', mappers.toEdgeFailure, { edge: edgeId }),
 
     async recordChange(c) {
       q('INSERT INTO config_changes (version, scope_type, scope_id) VALUES (:version, :scope_type, :scope_id)').run({
@@ -549,7 +411,7 @@ export function createSqliteRepos(db: Database.Database): Repos {
     listChanges: async (after, upTo) =>
       all(
         'SELECT version, scope_type, scope_id FROM config_changes WHERE version > :after AND version <= :upto ORDER BY version, id',
-        toChange,
+        mappers.toChange,
         { after, upto: upTo },
       ),
   };
