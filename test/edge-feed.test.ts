@@ -237,6 +237,32 @@ describe('edge feed', () => {
     assert.equal(assertOk(await s.request('GET', `${z}/origin_tls_client_auth/hostnames/del.example.com`)).status, 'deleted');
   });
 
+  test('an association whose hostname a live edge failed to apply is not active: it waits, then times out', async () => {
+    const z = `/zones/${s.zoneId}`;
+    const leaf = await makeLeaf({ issuer: ca });
+    const cert = assertOk(
+      await s.request('POST', `${z}/origin_tls_client_auth/hostnames/certificates`, { body: { certificate: leaf.certPem, private_key: leaf.keyPem } }),
+    );
+    assertOk(
+      await s.request('PUT', `${z}/origin_tls_client_auth/hostnames`, {
+        body: { config: [{ hostname: 'broken.example.com', cert_id: cert.id, enabled: true }, { hostname: 'fine.example.com', cert_id: cert.id, enabled: true }] },
+      }),
+    );
+    const version = assertOk(await feed(null)).version;
+    await ack(version, [{ hostname: 'broken.example.com', reason: 'cannot open its private key' }]);
+    await s.settle(0);
+    const status = async (h: string) => assertOk(await s.request('GET', `${z}/origin_tls_client_auth/hostnames/${h}`)).status;
+    assert.equal(await status('fine.example.com'), 'active');
+    assert.equal(await status('broken.example.com'), 'pending_deployment');
+    for (let t = 0; t < 7; t++) {
+      await feed(null); // still live, still failing
+      s.clock.advance(10_000);
+      await s.cp.deployer.tick();
+    }
+    assert.equal(await status('broken.example.com'), 'deployment_timed_out');
+    await ack(assertOk(await feed(null)).version); // the next acknowledgement reports no failure
+  });
+
   test('failures reported with an acknowledgement are kept per edge', async () => {
     const version = assertOk(await feed(null)).version;
     await s.request('POST', '/../../edge/v1/ack', {

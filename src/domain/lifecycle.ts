@@ -12,6 +12,8 @@ export interface DeploymentSubject {
   /** Configuration version that introduced the change being deployed (or deleted). */
   version: number;
   statusChangedAt: Date;
+  /** The hostname the change is about, when it is about one (associations). */
+  hostname?: string;
 }
 
 export interface DeploymentGate {
@@ -30,13 +32,24 @@ export interface DeploymentGate {
  */
 export function createAckGate(deps: { store: Store; graceMs: number; fallback: DeploymentGate }): DeploymentGate {
   let liveMinAcked: number | null = null;
+  /** Hostnames a live edge reported it could not apply at the version it acknowledged. */
+  let failed = new Set<string>();
   const live = (s: DeploymentSubject, now: Date, fallback: (s: DeploymentSubject, now: Date) => Promise<boolean>) =>
-    liveMinAcked === null ? fallback(s, now) : Promise.resolve(liveMinAcked >= s.version);
+    liveMinAcked === null
+      ? fallback(s, now)
+      : Promise.resolve(liveMinAcked >= s.version && !(s.hostname !== undefined && failed.has(s.hostname)));
   return {
     async refresh(now) {
-      const nodes = await deps.store.read((r) => r.edge.listNodes());
-      const alive = nodes.filter((n) => !n.revokedAt && n.lastSeenAt && now.getTime() - n.lastSeenAt.getTime() <= deps.graceMs);
-      liveMinAcked = alive.length === 0 ? null : Math.min(...alive.map((n) => n.ackedVersion));
+      const { nodes, failures } = await deps.store.read(async (r) => {
+        const all = await r.edge.listNodes();
+        const alive = all.filter((n) => !n.revokedAt && n.lastSeenAt && now.getTime() - n.lastSeenAt.getTime() <= deps.graceMs);
+        const reported = [];
+        for (const n of alive) reported.push(...(await r.edge.listFailures(n.id)));
+        return { nodes: alive, failures: reported };
+      });
+      liveMinAcked = nodes.length === 0 ? null : Math.min(...nodes.map((n) => n.ackedVersion));
+      // An edge that failed a hostname has not deployed what concerns it: those changes wait, then time out.
+      failed = new Set(failures.map((f) => f.hostname));
     },
     isDeployed: (s, now) => live(s, now, deps.fallback.isDeployed),
     isRemoved: (s, now) => live(s, now, deps.fallback.isRemoved),
