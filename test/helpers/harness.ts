@@ -12,6 +12,7 @@ import type { Clock } from '../../src/domain/ports.js';
 import { ALL_PERMISSIONS } from '../../src/domain/tenancy.js';
 import type { Permission, Scope } from '../../src/domain/model.js';
 import { checkResponse } from './openapi.js';
+import { fetchJson } from './net.js';
 import { databaseEnv } from './store.js';
 
 export class ManualClock implements Clock {
@@ -110,14 +111,8 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
         payload = JSON.stringify(o.body);
         headers['content-type'] ??= 'application/json';
       }
-      const res = await fetch(`${baseUrl}${path}`, { method, headers, body: payload });
-      const text = await res.text();
-      let body: any;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        assert.fail(`${method} ${path} answered non-JSON (${res.status}): ${text.slice(0, 200)}`);
-      }
+      const res = await fetchJson(`${baseUrl}${path}`, method, headers, payload);
+      const { text, body } = res;
       assert.notEqual(res.status, 500, `${method} ${path} answered 500: ${text}`);
       if (!o.noSchema) checkResponse(method, path, res.status, body);
       return { status: res.status, headers: res.headers, body, text };

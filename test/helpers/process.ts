@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkResponse } from './openapi.js';
+import { fetchJson, freePort } from './net.js';
 import { databaseEnv } from './store.js';
 
 /** dist/test/helpers/process.js → dist/src/cli/index.js */
@@ -51,24 +51,7 @@ export interface StartProcessOptions {
   timeoutMs?: number;
 }
 
-/** A port that was free a moment ago: bind a server to port 0 and read what the OS chose. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      if (addr === null || typeof addr === 'string') {
-        srv.close();
-        reject(new Error('could not read the bound port'));
-        return;
-      }
-      const { port } = addr;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export const tempDataDir = (): string => mkdtempSync(join(tmpdir(), 'certplane-e2e-'));
 
@@ -271,14 +254,8 @@ export async function apiRequest<T = any>(
     payload = JSON.stringify(opts.body);
     headers['content-type'] = 'application/json';
   }
-  const res = await fetch(`${baseUrl}${path}`, { method, headers, body: payload });
-  const text = await res.text();
-  let body: any;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    assert.fail(`${method} ${path} answered non-JSON (${res.status}): ${text.slice(0, 200)}`);
-  }
+  const res = await fetchJson(`${baseUrl}${path}`, method, headers, payload);
+  const { text, body } = res;
   assert.ok(res.status < 500, `${method} ${path} answered ${res.status}: ${text}`);
   checkResponse(method, new URL(`${baseUrl}${path}`).pathname, res.status, body);
   return { status: res.status, body, text };
