@@ -49,6 +49,8 @@ export interface StartProcessOptions {
   env?: Record<string, string>;
   /** How long to wait for "listening" (default 20 s). */
   timeoutMs?: number;
+  /** Extra arguments to `serve` (e.g. `--edge`). */
+  args?: string[];
 }
 
 export { freePort };
@@ -93,7 +95,7 @@ export function parseBanner(stdout: string): BannerCredentials | null {
 async function spawnServe(opts: StartProcessOptions) {
   const dir = opts.dir ?? tempDataDir();
   const port = await freePort();
-  const child = spawn(process.execPath, [CLI_PATH, 'serve', '--port', String(port)], {
+  const child = spawn(process.execPath, [CLI_PATH, 'serve', '--port', String(port), ...(opts.args ?? [])], {
     env: await childEnv(dir, opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
