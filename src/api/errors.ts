@@ -260,4 +260,3 @@ export function render(kind: DomainErrorKind | ApiErrorKind, detail?: string, po
   return { status: entry.status, error };
 }
 
-export const catalogueKinds = (): string[] => Object.keys(CATALOGUE);

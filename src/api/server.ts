@@ -8,6 +8,7 @@ import type { TSchema } from '@sinclair/typebox';
 import type { AccessScope, AccessService } from '../domain/access.js';
 import type { AopService } from '../domain/aop.js';
 import { DomainError } from '../domain/errors.js';
+import { HEX32_RE } from '../domain/shared.js';
 import type { Permission, Zone } from '../domain/model.js';
 import type { Principal, TenancyService } from '../domain/tenancy.js';
 import { StorageError } from '../storage/errors.js';
@@ -17,7 +18,6 @@ import { ApiError, render, type ApiErrorKind, type ErrorFamily, type RenderedErr
 import { compileBody } from './validate.js';
 
 export const API_PREFIX = '/client/v4';
-const HEX32 = /^[0-9a-f]{32}$/;
 
 export interface ApiServices {
   tenancy: TenancyService;
@@ -215,7 +215,7 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
         if (shadowing.length > 0) throw methodNotAllowed(req, shadowing);
         const params = req.params as Record<string, string>;
         for (const name of ['zone_id', 'account_id'] as const) {
-          if (params[name] !== undefined && !HEX32.test(params[name])) {
+          if (params[name] !== undefined && !HEX32_RE.test(params[name])) {
             throw new ApiError('route.bad_identifier', req.url.split('?')[0]);
           }
         }

@@ -7,8 +7,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type CertplaneConfig } from '../config.js';
 import { DomainError } from '../domain/errors.js';
 import type { Account, EdgeHostname, Scope, TokenPolicy, Zone } from '../domain/model.js';
-import { createNodeDataPlane } from '../edge/node/index.js';
-import { startEdgeAgent } from '../edge/agent.js';
+import { runNodeEdge } from '../edge/node-edge.js';
 import { createKeyVault, loadOrCreateMasterKey, parseMasterKey, verificationToken } from '../crypto/vault.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -131,23 +130,21 @@ program
     if (opts.edge) {
       // The embedded edge is an ordinary edge node: it registers, polls the feed over loopback and acknowledges.
       const { node, credential } = await cp.edge.registerNode(`embedded edge (pid ${process.pid})`);
-      const dataPlane = createNodeDataPlane();
-      const { port: edgePort } = await dataPlane.start({ host: opts.edgeHost, port: opts.edgePort });
-      const agent = startEdgeAgent({
+      const edge = await runNodeEdge({
+        host: opts.edgeHost,
+        port: opts.edgePort,
         controlPlane: address.replace('0.0.0.0', '127.0.0.1'),
         credential,
-        dataPlane,
         vault: cp.vault,
         onError: (err) => cp.app.log.warn({ err: { message: (err as Error).message } }, 'edge agent'),
       });
       embedded = {
         async stop() {
-          await agent.stop();
-          await dataPlane.stop();
+          await edge.stop();
           await cp.edge.revokeNode(node.id);
         },
       };
-      process.stdout.write(`certplane edge listening on https://${opts.edgeHost}:${edgePort} (edge node ${node.id})\n`);
+      process.stdout.write(`certplane edge listening on https://${opts.edgeHost}:${edge.port} (edge node ${node.id})\n`);
     }
     let closing = false;
     const shutdown = async () => {
@@ -235,21 +232,19 @@ edgeCmd
     const cfg = config();
     const { key } = loadOrCreateMasterKey({ env: cfg.masterKey, keyFile: cfg.masterKeyFile, create: false });
     const vault = createKeyVault(key, cfg.previousMasterKeys.map(parseMasterKey));
-    const dataPlane = createNodeDataPlane();
-    const { port: edgePort } = await dataPlane.start({ host: o.host, port: o.port });
-    const agent = startEdgeAgent({
-      controlPlane: o.controlPlane.replace(/\/+$/, ''),
+    const edge = await runNodeEdge({
+      host: o.host,
+      port: o.port,
+      controlPlane: o.controlPlane,
       credential,
-      dataPlane,
       vault,
       onError: (err) => process.stderr.write(`certplane edge: ${(err as Error).message}\n`),
       onApplied: (r) =>
         process.stdout.write(`certplane edge: version ${r.version} live${r.failed.length ? ` (${r.failed.length} failed)` : ''}\n`),
     });
-    process.stdout.write(`certplane edge listening on https://${o.host}:${edgePort}\n`);
+    process.stdout.write(`certplane edge listening on https://${o.host}:${edge.port}\n`);
     const shutdown = async () => {
-      await agent.stop();
-      await dataPlane.stop();
+      await edge.stop();
       process.exit(0);
     };
     process.on('SIGINT', shutdown);

@@ -68,7 +68,6 @@ export class VaultError extends Error {
   }
 }
 
-export const isVaultError = (e: unknown): e is VaultError => e instanceof VaultError;
 
 const VERSION = 'v1';
 const ALG = 'aes-256-gcm';

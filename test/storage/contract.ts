@@ -392,23 +392,28 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
       assert.equal(await store.read((r) => r.currentVersion()), before);
     });
 
-    test('concurrent writes are serialised and reads never see uncommitted rows', async () => {
+    test('reads never see uncommitted rows; concurrent writes each get their own version', async () => {
       let release!: () => void;
       const gate = new Promise<void>((res) => (release = res));
-      const slow = store.write(async (r) => {
-        await r.tenancy.insertAccount({ id: hex(600), name: 'slow', createdAt: T0 });
+      let inserted!: () => void;
+      const isInserted = new Promise<void>((res) => (inserted = res));
+      // A write that inserts a row, waits, then rolls back: nobody may ever see that row.
+      const doomed = store.write(async (r) => {
+        await r.tenancy.insertAccount({ id: hex(600), name: 'never committed', createdAt: T0 });
+        inserted();
         await gate;
+        throw new Error('rolled back');
       });
-      // Give the write a moment to start, then read while it is open.
-      await new Promise((res) => setImmediate(res));
+      await isInserted;
       const read = store.read((r) => r.tenancy.getAccount(hex(600)));
       const n = 20;
       const writes = Array.from({ length: n }, () => store.write((r) => r.nextVersion()));
+      // Let the read run (or queue) while the write is still open, then end the write.
+      await new Promise((res) => setTimeout(res, 20));
       release();
-      await slow;
-      const seenDuringWrite = await read;
-      // The read ran after the write committed (never during it), so it sees the committed row, not a partial state.
-      assert.equal(seenDuringWrite?.name, 'slow');
+      await assert.rejects(doomed, /rolled back/);
+      assert.equal(await read, null, 'a read during an open write does not see its rows');
+      assert.equal(await store.read((r) => r.tenancy.getAccount(hex(600))), null);
       const versions = await Promise.all(writes);
       assert.equal(new Set(versions).size, n, 'every write got its own version');
     });

@@ -1,16 +1,16 @@
 /**
  * PostgreSQL adapter (`pg`), for several API nodes sharing one database.
  *
- * - `write(fn)` runs `fn` in one SERIALIZABLE transaction on one pooled connection. A serialization failure (40001)
+ * - `write(fn)` runs `fn` in one READ COMMITTED transaction on one pooled connection; the domain takes the
+ *   aggregate's advisory lock first (docs/decisions/0002). A serialization failure (40001)
  *   or deadlock (40P01), whether raised by a statement or by COMMIT, rolls back and re-runs the whole `fn` after a
  *   jittered exponential backoff (the domain's write functions only call repositories, so re-running them is safe);
  *   after `maxAttempts` the caller gets StorageError('busy').
  * - `read(fn)` runs without a transaction: each statement sees the data committed when it starts (READ COMMITTED).
  *   Reads never take snapshots that writers would have to respect, never block writers and never fail with
  *   serialization errors; a multi-statement read (a page and its total count) may straddle a commit, exactly as an
- *   autocommit read does on SQLite. As on SQLite, a read issued while this store has write transactions in flight
- *   waits until those writes have finished (`readsWaitForLocalWrites`), so a node reads its own writes in order
- *   (unlike SQLite, a read issued from inside a write function runs at once instead of deadlocking).
+ *   autocommit read does on SQLite. A read never waits for writes in flight: it sees what is committed (a request
+ *   that wrote has committed before it answers, so a client always reads its own writes).
  * - Driver errors become `StorageError`s here: class 23 (integrity constraint: unique, foreign key, check, not null)
  *   → 'conflict'; serialization failures that exhaust their retries, statement and lock timeouts → 'busy'; a
  *   database that is down, restarting, unreachable or refusing connections, and any other server error →
@@ -20,7 +20,6 @@
  *   store works again as soon as PostgreSQL is back, without reopening it. `connectionTimeoutMillis` bounds how long
  *   a request waits while the database is down.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Repos, Store } from '../../domain/ports.js';
@@ -44,11 +43,6 @@ export interface PostgresStoreOptions {
   idleInTransactionTimeoutMillis?: number;
   /** Named prepared statements (default true). Turn off behind a transaction-mode pooler that cannot keep them. */
   preparedStatements?: boolean;
-  /**
-   * Reads issued while write transactions of this store are in flight wait for those writes to finish, as they do
-   * on SQLite (default true). With false, such a read sees the last committed state and never waits.
-   */
-  readsWaitForLocalWrites?: boolean;
   /** Told about errors on idle pooled connections (for example when PostgreSQL restarts); they are otherwise ignored. */
   onIdleError?: (err: Error) => void;
 }
@@ -181,7 +175,6 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
   await migratePostgres(opts.connectionString);
 
   const maxAttempts = Math.max(1, opts.maxAttempts ?? 20);
-  const waitForWrites = opts.readsWaitForLocalWrites !== false;
   const reposOptions = { preparedStatements: opts.preparedStatements !== false };
   const poolMax = Math.max(1, opts.max ?? 10);
   const pool = new pg.Pool({
@@ -233,8 +226,6 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       retry();
     }
   }
-  /** Set while a write function of this store runs: a read it issues itself must not wait for writes (itself). */
-  const insideWrite = new AsyncLocalStorage<true>();
 
   /** A checked-out client, with a listener for connection errors while it is out of the pool. */
   async function checkout(): Promise<{ client: PoolClient; broken: () => unknown; done: (err?: unknown) => void }> {
@@ -290,7 +281,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
             return base.nextVersion();
           },
         };
-        const value = await insideWrite.run(true, () => fn(repos));
+        const value = await fn(repos);
         const commit = await client.query('COMMIT');
         // COMMIT of an aborted transaction (a failed statement that `fn` swallowed) answers ROLLBACK, not an error.
         if (commit.command === 'ROLLBACK') throw failed ?? new StorageError('unavailable', 'transaction was rolled back');
@@ -360,8 +351,6 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       return p;
     },
     async read<T>(fn: (r: Repos) => Promise<T>): Promise<T> {
-      // (Not from inside a write function: waiting for itself would never end.)
-      if (waitForWrites && inFlightWrites.size > 0 && !insideWrite.getStore()) await Promise.allSettled([...inFlightWrites]);
       return runRead(fn);
     },
     async close() {

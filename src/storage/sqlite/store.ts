@@ -74,7 +74,15 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
   let queue: Promise<unknown> = Promise.resolve();
   let inWrite = false;
   const listeners = new Set<() => void>();
-  const versionNow = (): number => (db.prepare('SELECT version FROM config_version WHERE id = 1').get() as { version: number }).version;
+  /** Set when the running write transaction allocates a configuration version (its commit wakes listeners). */
+  let bumped = false;
+  const writeRepos: Repos = {
+    ...repos,
+    nextVersion: () => {
+      bumped = true;
+      return repos.nextVersion();
+    },
+  };
 
   async function runWrite<T>(fn: (r: Repos) => Promise<T>): Promise<T> {
     inWrite = true;
@@ -85,11 +93,10 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
       throw translate(err);
     }
     try {
-      const before = versionNow();
-      const result = await fn(repos);
-      const changed = versionNow() !== before;
+      bumped = false;
+      const result = await fn(writeRepos);
       db.exec('COMMIT');
-      if (changed) for (const l of listeners) queueMicrotask(l);
+      if (bumped) for (const l of listeners) queueMicrotask(l);
       return result;
     } catch (err) {
       if (db.inTransaction) db.exec('ROLLBACK');
