@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { PkiError, keyMatchesCertificate, parseCertificates, parsePrivateKey } from '../pki/index.js';
 import { DomainError } from './errors.js';
 import { isSubdomainOrEqual } from './hostnames.js';
-import type { AccessCertificate, AopCertificate, EdgeFailure, EdgeHostname, EdgeNode, Zone } from './model.js';
+import type { AccessCertificate, AccessHostnameSetting, AopCertificate, EdgeFailure, EdgeHostname, EdgeNode, Zone } from './model.js';
 import type { Clock, Ids, Repos, Sealer, Store } from './ports.js';
 import { bumpVersion, owningZone, requireHostname } from './shared.js';
 
@@ -54,15 +54,30 @@ export function createEdgeService(deps: { store: Store; clock: Clock; ids: Ids; 
   const { store, clock, ids, sealer } = deps;
 
   /** Everything an edge needs to serve one hostname, from the current state. */
-  async function hostnameConfig(r: Repos, h: EdgeHostname, zone: Zone, accessCerts: AccessCertificate[]): Promise<FeedHostname> {
+  /** Per-feed memo of Access settings by scope: a zone's settings are read once, not once per hostname. */
+  type SettingsMemo = Map<string, Promise<AccessHostnameSetting[]>>;
+  const settingsOf = (r: Repos, memo: SettingsMemo, scopeType: 'zone' | 'account', scopeId: string) => {
+    const key = `${scopeType}/${scopeId}`;
+    let p = memo.get(key);
+    if (!p) memo.set(key, (p = r.access.listSettings(scopeType, scopeId)));
+    return p;
+  };
+
+  async function hostnameConfig(
+    r: Repos,
+    h: EdgeHostname,
+    zone: Zone,
+    accessCerts: AccessCertificate[],
+    settings: SettingsMemo,
+  ): Promise<FeedHostname> {
     // Access: CAs associated with this hostname, account-scoped or scoped to its zone.
     const cas = accessCerts.filter(
       (c) =>
         c.associatedHostnames.includes(h.hostname) &&
         ((c.scopeType === 'account' && c.scopeId === zone.accountId) || (c.scopeType === 'zone' && c.scopeId === zone.id)),
     );
-    const zoneSetting = (await r.access.listSettings('zone', zone.id)).find((s) => s.hostname === h.hostname);
-    const accountSetting = (await r.access.listSettings('account', zone.accountId)).find((s) => s.hostname === h.hostname);
+    const zoneSetting = (await settingsOf(r, settings, 'zone', zone.id)).find((s) => s.hostname === h.hostname);
+    const accountSetting = (await settingsOf(r, settings, 'account', zone.accountId)).find((s) => s.hostname === h.hostname);
     const forwarding = (zoneSetting ?? accountSetting)?.clientCertificateForwarding ?? false;
 
     // AOP precedence: hostname association (true pins, false suppresses) > zone-level > none.
@@ -94,6 +109,7 @@ export function createEdgeService(deps: { store: Store; clock: Clock; ids: Ids; 
   async function configsFor(r: Repos, hostnames: EdgeHostname[]): Promise<FeedHostname[]> {
     const zones = new Map<string, Zone | null>();
     const access = new Map<string, AccessCertificate[]>();
+    const settings: SettingsMemo = new Map();
     const out: FeedHostname[] = [];
     for (const h of hostnames) {
       if (!zones.has(h.zoneId)) zones.set(h.zoneId, await r.tenancy.getZone(h.zoneId));
@@ -107,7 +123,7 @@ export function createEdgeService(deps: { store: Store; clock: Clock; ids: Ids; 
         for (const z of zonesOfAccount.items) all.push(...(await r.access.listCertificates('zone', z.id, { page: 1, perPage: 100_000 })).items);
         access.set(zone.accountId, all);
       }
-      out.push(await hostnameConfig(r, h, zone, access.get(zone.accountId)!));
+      out.push(await hostnameConfig(r, h, zone, access.get(zone.accountId)!, settings));
     }
     return out;
   }
