@@ -7,7 +7,7 @@
 import { after, afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createHash, randomUUID } from 'node:crypto';
-import { assertError, assertOk, startServer, type ApiResponse, type RequestOptions, type TestServer } from './helpers/harness.js';
+import { assertError, assertOk, startServer, type ApiResponse, type RequestOptions, type TestServer, expectedResultInfo } from './helpers/harness.js';
 import { makeCA, makeChain, makeLeaf, type Issued } from './helpers/certs.js';
 import type { Account, Zone } from '../src/domain/model.js';
 
@@ -81,13 +81,7 @@ const okBody = (result: unknown, resultInfo?: unknown) => ({
   ...(resultInfo ? { result_info: resultInfo } : {}),
 });
 
-const info = (page: number, perPage: number, count: number, total: number) => ({
-  page,
-  per_page: perPage,
-  count,
-  total_count: total,
-  total_pages: Math.ceil(total / perPage),
-});
+const info = expectedResultInfo;
 
 const setting = (hostname: string, chinaNetwork: boolean, forwarding: boolean) => ({
   hostname,

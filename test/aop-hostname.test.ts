@@ -12,7 +12,9 @@ import {
   type TestServer,
   assertError,
   assertOk,
+  expectedResultInfo,
   startServer,
+  withServer as withFreshServer,
 } from './helpers/harness.js';
 import { type Issued, makeCA, makeChain, makeLeaf } from './helpers/certs.js';
 
@@ -144,14 +146,7 @@ function assocDetail(
   };
 }
 
-async function withServer(fn: (s: TestServer) => Promise<void>, env?: Record<string, string>) {
-  const s = await startServer({ env });
-  try {
-    await fn(s);
-  } finally {
-    await s.close();
-  }
-}
+const withServer = (fn: (s: TestServer) => Promise<void>, env: Record<string, string> = {}) => withFreshServer(env, fn);
 
 async function listAll(s: TestServer, query = 'status=all&per_page=1000') {
   return assertOk(await call(s, 'GET', `${hostsPath(s)}?${query}`)) as any[];
@@ -1060,13 +1055,7 @@ describe('GET hostnames', () => {
       const F = item('f', true, 'pending_deployment', t3, t3);
 
       const list = async (q: string) => (await call(s, 'GET', `${hostsPath(s)}${q}`)).body;
-      const info = (page: number, perPage: number, count: number, total: number) => ({
-        page,
-        per_page: perPage,
-        count,
-        total_count: total,
-        total_pages: Math.ceil(total / perPage),
-      });
+      const info = expectedResultInfo;
 
       assert.deepEqual(await list(''), { success: true, errors: [], messages: [], result: [A, B, C], result_info: info(1, 50, 3, 3) });
       assert.deepEqual((await list('?status=')).result, [A, B, C]);

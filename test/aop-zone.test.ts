@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { assertError, assertOk, startServer, type TestServer } from './helpers/harness.js';
+import { assertError, assertOk, startServer, type TestServer, withServer } from './helpers/harness.js';
 import { makeCA, makeLeaf, type Issued } from './helpers/certs.js';
 
 const T0 = '2026-01-01T00:00:00.000Z';
@@ -48,14 +48,6 @@ async function uploadActive(s: TestServer, l: Issued, path = zonePath(s)) {
   return c;
 }
 
-async function withServer(env: Record<string, string>, fn: (s: TestServer) => Promise<void>): Promise<void> {
-  const s = await startServer({ env });
-  try {
-    await fn(s);
-  } finally {
-    await s.close();
-  }
-}
 
 // ---- list -------------------------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ManualClock, assertError, assertOk, startServer, type ApiResponse, type TestServer } from './helpers/harness.js';
+import { ManualClock, assertError, assertOk, startServer, type ApiResponse, type TestServer, withServer } from './helpers/harness.js';
 import { makeCA, makeLeaf, type Issued } from './helpers/certs.js';
 import { createDeployer, createTimerGate, type DeploymentGate } from '../src/domain/lifecycle.js';
 import type { LifecycleTiming } from '../src/domain/config.js';
@@ -41,14 +41,6 @@ const KINDS: { kind: AopCertificateKind; base: (s: TestServer) => string; notFou
   },
 ];
 
-async function withServer(env: Record<string, string>, fn: (s: TestServer) => Promise<void>): Promise<void> {
-  const s = await startServer({ env });
-  try {
-    await fn(s);
-  } finally {
-    await s.close();
-  }
-}
 
 async function tick(s: TestServer, expected: { transitions: number; purged: number }, why?: string) {
   assert.deepEqual(await s.cp.deployer.tick(), expected, why);

@@ -162,3 +162,22 @@ export function assertOk<T = any>(res: ApiResponse, status = 200): T {
   assert.deepEqual(res.body.errors, []);
   return res.body.result as T;
 }
+
+/** Runs `fn` against a fresh server (with `env`), closing it afterwards whatever happens. */
+export async function withServer(env: Record<string, string>, fn: (s: TestServer) => Promise<void>): Promise<void> {
+  const s = await startServer({ env });
+  try {
+    await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+/** The `result_info` a paginated answer must carry, computed independently of the server's code. */
+export const expectedResultInfo = (page: number, perPage: number, count: number, total: number) => ({
+  page,
+  per_page: perPage,
+  count,
+  total_count: total,
+  total_pages: Math.ceil(total / perPage),
+});
