@@ -17,15 +17,15 @@
  *   Requests are proxied to the origin through keep-alive pools keyed by the origin and the client-certificate
  *   identity presented to it (origin.ts).
  */
-import { createHash, randomBytes, type X509Certificate } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { parseCertificates } from '../../pki/index.js';
 import type { ApplyResult, DataPlane, EdgeDelta, EdgeSnapshot, HostnameConfig } from '../contract.js';
+import { fingerprintConfig, hostFromHeader, normalizeHostname, prepareHostname, sha256, type PreparedHostname } from '../validate.js';
 import { DEFAULT_MAX_CLIENT_HELLO, parseClientHelloSni } from './client-hello.js';
-import { OriginPool, originRequestHeaders, pipeline, prepareOriginTarget, retryable, visitorResponseHeaders, type OriginTarget } from './origin.js';
+import { OriginPool, originRequestHeaders, pipeline, retryable, visitorResponseHeaders } from './origin.js';
 import { chainsTo, presentedCertificate, type PresentedCertificate } from './verify.js';
 
 export interface EdgeLogger {
@@ -53,16 +53,7 @@ export interface NodeDataPlaneOptions {
   originTimeoutMs?: number;
 }
 
-interface HostState {
-  hostname: string;
-  config: HostnameConfig;
-  fingerprint: string;
-  secureContext: tls.SecureContext;
-  /** Trust-domain key: '' for hostnames without Access CAs. */
-  caKey: string;
-  caPems: string[];
-  anchors: X509Certificate[];
-  target: OriginTarget;
+interface HostState extends PreparedHostname {
   domain: Domain | null;
 }
 
@@ -85,36 +76,6 @@ interface ConnState {
 
 const ALERT_UNRECOGNIZED_NAME = Buffer.from([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x70]);
 
-function sha256(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
-/** Lowercase, trailing dot removed; null when it cannot be a hostname (a leading `*` label is a wildcard). */
-export function normalizeHostname(name: unknown): string | null {
-  if (typeof name !== 'string') return null;
-  let h = name.trim().toLowerCase();
-  if (h.endsWith('.')) h = h.slice(0, -1);
-  if (h.length === 0 || h.length > 253 || !/^(\*|[a-z0-9_-]+)(\.[a-z0-9_-]+)*$/.test(h)) return null;
-  return h;
-}
-
-/** The hostname named by a Host header: port removed, lowercase, trailing dot removed. */
-export function hostFromHeader(value: string | undefined): string | null {
-  if (!value) return null;
-  let h = value.trim();
-  if (h.startsWith('[')) return null; // IPv6 literal: never one of our hostnames
-  const colon = h.indexOf(':');
-  if (colon >= 0) {
-    if (!/^\d{1,5}$/.test(h.slice(colon + 1))) return null;
-    h = h.slice(0, colon);
-  }
-  return normalizeHostname(h);
-}
-
-function fingerprintConfig(cfg: HostnameConfig): string {
-  return sha256(JSON.stringify(cfg));
-}
-
 function jsonBody(status: number, error: string, message: string): string {
   return JSON.stringify({ status, error, message }) + '\n';
 }
@@ -133,63 +94,6 @@ function reply(res: http.ServerResponse, status: number, error: string, message:
   if (close) headers.connection = 'close';
   res.writeHead(status, headers);
   res.end(body);
-}
-
-/** Validates one hostname's configuration and builds what serving it needs. Throws with a readable reason. */
-function prepareHost(hostname: string, cfg: HostnameConfig): HostState {
-  const sc = cfg.serverCertificate;
-  if (!sc || typeof sc.certPem !== 'string' || typeof sc.keyPem !== 'string') throw new Error('server certificate is missing');
-  try {
-    tls.createSecureContext({ cert: sc.certPem, key: sc.keyPem });
-  } catch (e) {
-    throw new Error(`server certificate or key is unusable: ${(e as Error).message}`);
-  }
-  const cas = Array.isArray(cfg.accessCAs) ? cfg.accessCAs : [];
-  const anchors: X509Certificate[] = [];
-  const caPems: string[] = [];
-  const keyParts: string[] = [];
-  const seenIds = new Set<string>();
-  for (const ca of cas) {
-    if (!ca || typeof ca.id !== 'string' || typeof ca.pem !== 'string') throw new Error('access CA entry is malformed');
-    if (seenIds.has(ca.id)) continue;
-    seenIds.add(ca.id);
-    let parsed;
-    try {
-      parsed = parseCertificates(ca.pem);
-    } catch (e) {
-      throw new Error(`access CA ${ca.id} does not parse: ${(e as Error).message}`);
-    }
-    try {
-      tls.createSecureContext({ ca: ca.pem });
-    } catch (e) {
-      throw new Error(`access CA ${ca.id} is unusable: ${(e as Error).message}`);
-    }
-    for (const p of parsed) anchors.push(p.x509);
-    caPems.push(ca.pem);
-    keyParts.push(`${ca.id}:${sha256(parsed.map((p) => p.der.toString('base64')).join(','))}`);
-  }
-  keyParts.sort();
-  // Node takes the verify store and the CA names of the CertificateRequest from the context chosen by SNICallback
-  // (TLSWrap::SetCACerts), so the hostname's context carries its Access CAs; session tickets and the session cache
-  // stay with the trust domain's server.
-  const secureContext = tls.createSecureContext({ cert: sc.certPem, key: sc.keyPem, ca: caPems.length ? caPems : undefined });
-  let target: OriginTarget;
-  try {
-    target = prepareOriginTarget(hostname, cfg.origin, cfg.originClientCertificate ?? null);
-  } catch (e) {
-    throw new Error((e as Error).message);
-  }
-  return {
-    hostname,
-    config: cfg,
-    fingerprint: fingerprintConfig(cfg),
-    secureContext,
-    caKey: keyParts.join('|'),
-    caPems,
-    anchors,
-    target,
-    domain: null,
-  };
 }
 
 class NodeDataPlane implements DataPlane {
@@ -337,7 +241,7 @@ class NodeDataPlane implements DataPlane {
         continue;
       }
       try {
-        next.set(name, prepareHost(name, cfg));
+        next.set(name, { ...prepareHostname(name, cfg), domain: null });
       } catch (e) {
         const reason = (e as Error).message || String(e);
         failed.push({ hostname: name, reason });
