@@ -420,7 +420,10 @@ class HaproxyDataPlane implements DataPlane {
     const o = p.config.origin;
     const addr = net.isIPv6(address) ? `ipv6@${address}:${o.port}` : `${address}:${o.port}`;
     const files: { name: string; pem: string }[] = [];
-    const args: string[] = [];
+    // A server added at runtime gets pool-max-conn 0 and pool-purge-delay 0 in HAProxy 2.6 (unlimited and 5 s for a
+    // server read from the files): it would keep no idle connection, and every request would open a new connection
+    // (and TLS handshake) to the origin. Both are set explicitly so both kinds of server behave the same.
+    const args: string[] = ['pool-max-conn -1', 'pool-purge-delay 5s'];
     if (o.tls) {
       args.push('ssl', 'ssl-min-ver TLSv1.2', 'sni var(txn.osni)');
       if (o.caPem) {
