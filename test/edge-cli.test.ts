@@ -6,11 +6,13 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { after, before, describe, test } from 'node:test';
+import { findHaproxy } from '../src/edge/haproxy/index.js';
 import { makeServerCert } from './edge/certs.js';
 import { makeCA, makeLeaf, type Issued } from './helpers/certs.js';
 import { freePort } from './helpers/net.js';
@@ -57,7 +59,7 @@ describe('certplane serve --edge, hostname add --dev-cert, edge register/run/lis
     await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
     edgePort = await freePort();
     server = await startProcess({ env, args: ['--edge', '--edge-port', String(edgePort)] });
-    const edgeLine = new RegExp(`^certplane edge listening on https://127\\.0\\.0\\.1:${edgePort} \\(edge node [0-9a-f]{32}\\)$`, 'm');
+    const edgeLine = new RegExp(`^certplane edge listening on https://127\\.0\\.0\\.1:${edgePort} \\(edge node [0-9a-f]{32}; in-process Node edge\\)$`, 'm');
     await pollUntil('the embedded edge listens', async () => server.stdout(), (o) => edgeLine.test(o));
   });
   after(async () => {
@@ -121,7 +123,7 @@ describe('certplane serve --edge, hostname add --dev-cert, edge register/run/lis
     let out = '';
     secondEdge.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
     await pollUntil('the second edge applied a version', async () => out, (o) => /version \d+ live/.test(o));
-    assert.match(out, new RegExp(`^certplane edge listening on https://127\\.0\\.0\\.1:${port}$`, 'm'));
+    assert.match(out, new RegExp(`^certplane edge listening on https://127\\.0\\.0\\.1:${port} \\(in-process Node edge\\)$`, 'm'));
     const caPem = readFileSync(join(server.dir, 'dev-ca', 'dev-ca.pem'), 'utf8');
     const res = await visit(port, caPem);
     assert.equal(res.status, 200);
@@ -140,5 +142,58 @@ describe('certplane serve --edge, hostname add --dev-cert, edge register/run/lis
     secondEdge.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
     await pollUntil('the revoked edge is told', async () => err, (e) => e.includes('10101 Invalid or revoked edge credential'), 30_000);
     secondEdge.kill('SIGTERM');
+  });
+
+  const haproxy = findHaproxy();
+  test('an edge on HAProxy (`edge --engine haproxy`) serves the same configuration and reports its health', { skip: haproxy ? false : 'no haproxy binary' }, async () => {
+    const reg = await cli(['edge', 'register', 'edge-haproxy']);
+    assert.equal(reg.code, 0, reg.stderr);
+    const { id, credential } = JSON.parse(reg.stdout);
+    // The edge runs HAProxy through a wrapper this test can break, to see what the control plane is told.
+    const wrapDir = mkdtempSync(join(tmpdir(), 'certplane-haproxy-wrapper-'));
+    const wrapper = join(wrapDir, 'haproxy');
+    const working = `#!/bin/sh\nexec ${haproxy} "$@"\n`;
+    writeFileSync(wrapper, working);
+    chmodSync(wrapper, 0o755);
+    const port = await freePort();
+    const edge = spawn(
+      process.execPath,
+      [CLI_PATH, 'edge', '--engine', 'haproxy', '--haproxy-threads', '1', '--control-plane', server.origin, '--credential', credential, '--host', '127.0.0.1', '--port', String(port)],
+      { env: await childEnv(server.dir, { ...env, CERTPLANE_HAPROXY: wrapper }), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    children.push(edge);
+    let out = '';
+    edge.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    try {
+      await pollUntil('the HAProxy edge applied a version', async () => out, (o) => /version \d+ live/.test(o), 60_000);
+      assert.match(out, new RegExp(`^certplane edge listening on https://127\\.0\\.0\\.1:${port} \\(HAProxy \\d+\\.\\d+\\S*: .+\\)$`, 'm'));
+      const caPem = readFileSync(join(server.dir, 'dev-ca', 'dev-ca.pem'), 'utf8');
+      const res = await visit(port, caPem);
+      assert.equal(res.status, 200);
+      assert.equal(res.body, 'origin ok', 'the AOP client certificate reaches the origin through HAProxy');
+      const nodes = async () => (JSON.parse((await cli(['edge', 'list'])).stdout) as { id: string; healthy: boolean; health_reason: string | null; acked_version: number }[]).find((n) => n.id === id)!;
+      const listed = await nodes();
+      assert.equal(listed.healthy, true);
+      assert.ok(listed.acked_version > 0);
+
+      // HAProxy dies and cannot be started again: the control plane hears that this edge does not serve.
+      writeFileSync(wrapper, '#!/bin/sh\necho "haproxy cannot start (test)" >&2\nexit 1\n');
+      const pid = Number(readFileSync(`/proc/${edge.pid}/task/${edge.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+      process.kill(pid, 'SIGKILL');
+      const down = await pollUntil('the edge is reported unhealthy', nodes, (n) => n.healthy === false, 30_000);
+      assert.match(down.health_reason!, /haproxy/);
+      await assert.rejects(visit(port, caPem), 'nothing serves visitors meanwhile');
+
+      // It can start again: the edge restarts it from its files, serves again and says so.
+      writeFileSync(wrapper, working);
+      await pollUntil('the edge is reported healthy again', nodes, (n) => n.healthy === true && n.health_reason === null, 30_000);
+      const again = await visit(port, caPem);
+      assert.equal(again.status, 200);
+      assert.equal(again.body, 'origin ok');
+    } finally {
+      edge.kill('SIGTERM');
+      await new Promise((r) => (edge.exitCode === null ? edge.once('exit', r) : r(null)));
+      rmSync(wrapDir, { recursive: true, force: true });
+    }
   });
 });

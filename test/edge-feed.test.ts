@@ -193,6 +193,46 @@ describe('edge feed', () => {
     assert.equal(assertOk(await s.request('GET', `${z}/origin_tls_client_auth/hostnames/certificates/${cert2.id}`)).status, 'active');
   });
 
+  test('an edge reporting its data plane unhealthy is not live until it reports healthy again', async () => {
+    const z = `/zones/${s.zoneId}`;
+    const health = (body: unknown) =>
+      s.request('POST', '/../../edge/v1/health', { token: null, headers: { authorization: `Bearer ${credential}` }, body, noSchema: true });
+    const status = async (id: string) => assertOk(await s.request('GET', `${z}/origin_tls_client_auth/hostnames/certificates/${id}`)).status;
+    await ack(assertOk(await feed(null)).version); // live and up to date
+
+    assert.deepEqual(assertOk(await health({ healthy: false, reason: 'haproxy exited (SIGKILL)\n' })), {
+      id: nodeId,
+      healthy: false,
+      reason: 'haproxy exited (SIGKILL) ',
+    });
+    const stored = (await s.cp.edge.listNodes()).find((n) => n.id === nodeId)!;
+    assert.equal(stored.healthy, false);
+    assert.equal(stored.healthReason, 'haproxy exited (SIGKILL) ');
+    // Not serving: a new certificate does not wait for this edge (the timer decides, as with no live edge).
+    const leaf = await makeLeaf({ issuer: ca });
+    const cert = assertOk(
+      await s.request('POST', `${z}/origin_tls_client_auth/hostnames/certificates`, { body: { certificate: leaf.certPem, private_key: leaf.keyPem } }),
+    );
+    await s.settle(DELAY * 3);
+    assert.equal(await status(cert.id), 'active', 'an unhealthy edge does not hold changes back');
+
+    // Serving again: it is live again, and the next change waits for its acknowledgement.
+    assert.deepEqual(assertOk(await health({ healthy: true, reason: 'ignored when healthy' })), { id: nodeId, healthy: true, reason: null });
+    const leaf2 = await makeLeaf({ issuer: ca });
+    const cert2 = assertOk(
+      await s.request('POST', `${z}/origin_tls_client_auth/hostnames/certificates`, { body: { certificate: leaf2.certPem, private_key: leaf2.keyPem } }),
+    );
+    await s.settle(DELAY * 3);
+    assert.equal(await status(cert2.id), 'pending_deployment', 'a healthy live edge must acknowledge first');
+    await ack(assertOk(await feed(null)).version);
+    await s.cp.deployer.tick();
+    assert.equal(await status(cert2.id), 'active');
+
+    assertError(await health({ healthy: 'yes' }), 400, 1001);
+    assertError(await health({ healthy: false, extra: 1 }), 400, 1001);
+    assertError(await s.request('POST', '/../../edge/v1/health', { token: null, headers: { authorization: 'Bearer nope' }, body: { healthy: true }, noSchema: true }), 401, 10101);
+  });
+
   test('a live edge that never acknowledges leads to deployment_timed_out; acknowledging a future version is refused', async () => {
     const z = `/zones/${s.zoneId}`;
     const leaf = await makeLeaf({ issuer: ca });

@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type CertplaneConfig } from '../config.js';
 import { DomainError } from '../domain/errors.js';
 import type { Account, EdgeHostname, Scope, TokenPolicy, Zone } from '../domain/model.js';
-import { runNodeEdge } from '../edge/node-edge.js';
+import { EDGE_ENGINES, runEdge, type EdgeEngine } from '../edge/run.js';
 import { createKeyVault, loadOrCreateMasterKey, parseMasterKey, verificationToken } from '../crypto/vault.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -106,6 +106,11 @@ const json = (v: unknown): void => {
   process.stdout.write(JSON.stringify(v, null, 2) + "\n");
 };
 
+function engine(v: string): EdgeEngine {
+  if (!(EDGE_ENGINES as readonly string[]).includes(v)) throw new InvalidArgumentError(`an engine is one of: ${EDGE_ENGINES.join(', ')}`);
+  return v as EdgeEngine;
+}
+
 function port(v: string): number {
   if (!/^\d+$/.test(v) || Number(v) > 65535) throw new InvalidArgumentError('a port is 0-65535');
   return Number(v);
@@ -119,7 +124,8 @@ program
   .option('--edge', 'also run an edge in this process (the one-command demo)', false)
   .option('--edge-host <host>', 'address the embedded edge listens on (default 127.0.0.1)', '127.0.0.1')
   .option('--edge-port <port>', 'port the embedded edge listens on for visitors (TLS; default 8443)', port, 8443)
-  .action(async (opts: { host?: string; port?: number; edge: boolean; edgeHost: string; edgePort: number }) => {
+  .option('--edge-engine <engine>', 'data plane of the embedded edge: node (in-process) or haproxy', engine, 'node')
+  .action(async (opts: { host?: string; port?: number; edge: boolean; edgeHost: string; edgePort: number; edgeEngine: EdgeEngine }) => {
     const cfg = config({ ...(opts.host ? { host: opts.host } : {}), ...(opts.port !== undefined ? { port: opts.port } : {}) });
     const cp = await createCertplane(cfg, { logger: { level: cfg.logLevel } });
     const address = await cp.app.listen({ host: cfg.host, port: cfg.port });
@@ -130,7 +136,8 @@ program
     if (opts.edge) {
       // The embedded edge is an ordinary edge node: it registers, polls the feed over loopback and acknowledges.
       const { node, credential } = await cp.edge.registerNode(`embedded edge (pid ${process.pid})`);
-      const edge = await runNodeEdge({
+      const edge = await runEdge({
+        engine: opts.edgeEngine,
         host: opts.edgeHost,
         port: opts.edgePort,
         controlPlane: address.replace('0.0.0.0', '127.0.0.1'),
@@ -144,7 +151,7 @@ program
           await cp.edge.revokeNode(node.id);
         },
       };
-      process.stdout.write(`certplane edge listening on https://${opts.edgeHost}:${edge.port} (edge node ${node.id})\n`);
+      process.stdout.write(`certplane edge listening on https://${opts.edgeHost}:${edge.port} (edge node ${node.id}; ${edge.description})\n`);
     }
     let closing = false;
     const shutdown = async () => {
@@ -210,6 +217,8 @@ edgeCmd
           acked_version: n.ackedVersion,
           last_seen_at: n.lastSeenAt?.toISOString() ?? null,
           revoked_at: n.revokedAt?.toISOString() ?? null,
+          healthy: n.healthy,
+          health_reason: n.healthReason,
           failures: (await cp.edge.listFailures(n.id)).map((f) => ({ hostname: f.hostname, version: f.version, reason: f.reason })),
         });
       }
@@ -226,13 +235,22 @@ edgeCmd
   .option('--credential <credential>', 'the edge credential (env CERTPLANE_EDGE_CREDENTIAL)')
   .option('--host <host>', 'address to listen on for visitors', '0.0.0.0')
   .option('--port <port>', 'port to listen on for visitors (TLS)', port, 8443)
-  .action(async (o: { controlPlane: string; credential?: string; host: string; port: number }) => {
+  .option('--engine <engine>', 'data plane: node (in-process) or haproxy (needs an haproxy binary: PATH or CERTPLANE_HAPROXY)', engine, 'node')
+  .option('--haproxy-dir <dir>', 'haproxy: private working directory for its configuration, certificates and sockets (default: new, in memory)')
+  .option('--haproxy-threads <n>', 'haproxy: threads (default: one per CPU)', (v: string) => {
+    if (!/^\d{1,3}$/.test(v) || Number(v) < 1) throw new InvalidArgumentError('a thread count is 1-999');
+    return Number(v);
+  })
+  .action(async (o: { controlPlane: string; credential?: string; host: string; port: number; engine: EdgeEngine; haproxyDir?: string; haproxyThreads?: number }) => {
     const credential = o.credential ?? process.env.CERTPLANE_EDGE_CREDENTIAL;
     if (!credential) throw new InvalidArgumentError('give --credential or CERTPLANE_EDGE_CREDENTIAL');
     const cfg = config();
     const { key } = loadOrCreateMasterKey({ env: cfg.masterKey, keyFile: cfg.masterKeyFile, create: false });
     const vault = createKeyVault(key, cfg.previousMasterKeys.map(parseMasterKey));
-    const edge = await runNodeEdge({
+    const edge = await runEdge({
+      engine: o.engine,
+      haproxyDir: o.haproxyDir,
+      haproxyThreads: o.haproxyThreads,
       host: o.host,
       port: o.port,
       controlPlane: o.controlPlane,
@@ -242,7 +260,7 @@ edgeCmd
       onApplied: (r) =>
         process.stdout.write(`certplane edge: version ${r.version} live${r.failed.length ? ` (${r.failed.length} failed)` : ''}\n`),
     });
-    process.stdout.write(`certplane edge listening on https://${o.host}:${edge.port}\n`);
+    process.stdout.write(`certplane edge listening on https://${o.host}:${edge.port} (${edge.description})\n`);
     const shutdown = async () => {
       await edge.stop();
       process.exit(0);

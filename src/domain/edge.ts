@@ -237,6 +237,8 @@ export function createEdgeService(deps: { store: Store; clock: Clock; ids: Ids; 
         lastSeenAt: null,
         ackedVersion: 0,
         revokedAt: null,
+        healthy: true,
+        healthReason: null,
       };
       await store.write((r) => r.edge.insertNode(node));
       return { node, credential };
@@ -267,6 +269,21 @@ export function createEdgeService(deps: { store: Store; clock: Clock; ids: Ids; 
       await store.write(async (r) => {
         const node = await r.edge.getNode(nodeId);
         if (node) await r.edge.updateNode({ ...node, lastSeenAt: clock.now() });
+      });
+    },
+
+    /**
+     * An edge reports whether its data plane serves (HAProxy died and is being restarted, say). An edge that does not
+     * serve is not live: changes do not wait for it, and it must acknowledge again once it serves.
+     */
+    async reportHealth(nodeId: string, healthy: boolean, reason: string | null): Promise<EdgeNode> {
+      return store.write(async (r) => {
+        const node = await r.edge.getNode(nodeId);
+        if (!node) throw new DomainError('validation', 'unknown edge node');
+        const clean = reason === null || healthy ? null : reason.replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 500);
+        const next = { ...node, healthy, healthReason: clean, lastSeenAt: clock.now() };
+        await r.edge.updateNode(next);
+        return next;
       });
     },
 

@@ -42,7 +42,7 @@ export function createAckGate(deps: { store: Store; graceMs: number; fallback: D
     async refresh(now) {
       const { nodes, failures } = await deps.store.read(async (r) => {
         const all = await r.edge.listNodes();
-        const alive = all.filter((n) => !n.revokedAt && n.lastSeenAt && now.getTime() - n.lastSeenAt.getTime() <= deps.graceMs);
+        const alive = all.filter((n) => !n.revokedAt && n.healthy && n.lastSeenAt && now.getTime() - n.lastSeenAt.getTime() <= deps.graceMs);
         const reported = [];
         for (const n of alive) reported.push(...(await r.edge.listFailures(n.id)));
         return { nodes: alive, failures: reported };

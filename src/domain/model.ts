@@ -170,6 +170,10 @@ export interface EdgeNode {
   /** The configuration version this edge has acknowledged as live (0 = none yet). */
   ackedVersion: number;
   revokedAt: Date | null;
+  /** What the edge last reported about its data plane: false while it is not serving (e.g. HAProxy restarting). */
+  healthy: boolean;
+  /** Why it is not healthy (null when healthy). */
+  healthReason: string | null;
 }
 
 /** What an edge reported it could not apply at a version. */

@@ -27,6 +27,11 @@ export interface EdgeAgent {
   readonly version: number;
   /** Resolves once a version ≥ `version` is live and acknowledged. */
   synced(version: number): Promise<void>;
+  /**
+   * Tells the control plane whether the data plane serves (`POST /edge/v1/health`). The latest report is retried until
+   * the control plane has it; resolves once it has.
+   */
+  reportHealth(health: { healthy: boolean; reason?: string }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -101,6 +106,35 @@ export function startEdgeAgent(opts: EdgeAgentOptions): EdgeAgent {
     }
   }
 
+  /** The health report not yet delivered (only the latest one matters). */
+  let pendingHealth: { healthy: boolean; reason: string | null } | null = null;
+  let healthSender: Promise<void> | null = null;
+  function sendHealth(): Promise<void> {
+    healthSender ??= (async () => {
+      let backoff = 250;
+      while (pendingHealth && !stopped) {
+        const report = pendingHealth;
+        try {
+          const res = await fetch(`${opts.controlPlane}/edge/v1/health`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${opts.credential}`, 'content-type': 'application/json' },
+            body: JSON.stringify(report),
+          });
+          const json = (await res.json()) as { success: boolean; errors: { code: number; message: string }[] };
+          if (!json.success) throw new Error(`control plane POST /edge/v1/health: ${res.status} ${json.errors.map((e) => `${e.code} ${e.message}`).join('; ')}`);
+          if (pendingHealth === report) pendingHealth = null;
+          backoff = 250;
+        } catch (err) {
+          opts.onError?.(err);
+          await new Promise((r) => setTimeout(r, backoff));
+          backoff = Math.min(backoff * 2, 5_000);
+        }
+      }
+      healthSender = null;
+    })();
+    return healthSender;
+  }
+
   const loop = (async () => {
     let backoff = 250;
     while (!stopped) {
@@ -123,6 +157,10 @@ export function startEdgeAgent(opts: EdgeAgentOptions): EdgeAgent {
     synced(v) {
       if (version >= v) return Promise.resolve();
       return new Promise((resolve) => waiters.push({ version: v, resolve }));
+    },
+    reportHealth(h) {
+      pendingHealth = { healthy: h.healthy, reason: h.healthy ? null : (h.reason ?? 'the data plane is not serving') };
+      return sendHealth();
     },
     async stop() {
       stopped = true;

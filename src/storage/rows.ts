@@ -178,6 +178,8 @@ export function createRowMappers(decode: ColumnDecoders) {
       lastSeenAt: dateOrNull(r.last_seen_at),
       ackedVersion: num(r.acked_version),
       revokedAt: dateOrNull(r.revoked_at),
+      healthy: bool(r.healthy),
+      healthReason: (r.health_reason as string | null) ?? null,
     }),
 
     toEdgeFailure: (r: Row): EdgeFailure => ({

@@ -98,6 +98,8 @@ function edgeNode(n: number, extra: Partial<EdgeNode> = {}): EdgeNode {
     lastSeenAt: null,
     ackedVersion: 0,
     revokedAt: null,
+    healthy: true,
+    healthReason: null,
     ...extra,
   };
 }
@@ -567,6 +569,8 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
         lastSeenAt: at(20),
         ackedVersion: 12,
         revokedAt: at(21),
+        healthy: false,
+        healthReason: 'haproxy exited (SIGKILL)',
       };
       await store.write((r) => r.edge.updateNode(n1b));
       await store.read(async (r) => {

@@ -1,7 +1,8 @@
 /**
  * The edge feed (`/edge/v1`, certplane's own protocol, not Cloudflare's): edges authenticate with their own
  * credential, long-poll for the configuration after the version they have, and acknowledge each version once it is
- * live on every worker, naming what failed. Every request counts as a heartbeat.
+ * live on every worker, naming what failed, and report whether their data plane serves (an edge that does not is not
+ * live). Every request counts as a heartbeat.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
@@ -22,12 +23,18 @@ const AckBody = Type.Object(
   { additionalProperties: false },
 );
 
+const HealthBody = Type.Object(
+  { healthy: Type.Boolean(), reason: Type.Optional(Type.Union([Type.String({ maxLength: 2000 }), Type.Null()])) },
+  { additionalProperties: false },
+);
+
 /** Without a wake-up, a waiting edge's request re-checks this often. */
 const RECHECK_MS = 1_000;
 const MAX_WAIT_S = 30;
 
 export function registerEdgeRoutes(app: FastifyInstance, edge: EdgeService, store: Store): void {
   const validateAck = compileBody<Static<typeof AckBody>>(AckBody, 'generic');
+  const validateHealth = compileBody<Static<typeof HealthBody>>(HealthBody, 'generic');
   let closing = false;
   app.addHook('onClose', async () => {
     closing = true;
@@ -80,5 +87,13 @@ export function registerEdgeRoutes(app: FastifyInstance, edge: EdgeService, stor
     const body = validateAck(req.body);
     const updated = await edge.acknowledge(n.id, body.version, body.failed);
     return reply.send(ok({ id: updated.id, acked_version: updated.ackedVersion }));
+  });
+
+  // The edge's data plane stopped or started serving (e.g. HAProxy died and is being restarted).
+  app.post('/edge/v1/health', async (req, reply) => {
+    const n = await node(req);
+    const body = validateHealth(req.body);
+    const updated = await edge.reportHealth(n.id, body.healthy, body.reason ?? null);
+    return reply.send(ok({ id: updated.id, healthy: updated.healthy, reason: updated.healthReason }));
   });
 }

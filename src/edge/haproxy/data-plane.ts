@@ -172,6 +172,11 @@ class HaproxyDataPlane implements DataPlane {
     return this.layout.dir;
   }
 
+  /** HAProxy's master and current worker process ids (null while it is not running). */
+  get pids(): { master: number; worker: number } | null {
+    return this.proc?.child.pid ? { master: this.proc.child.pid, worker: this.proc.workerPid } : null;
+  }
+
   // --- lifecycle ------------------------------------------------------------------------------------------------
 
   async start(opts: { host: string; port: number }): Promise<{ port: number }> {

@@ -252,10 +252,10 @@ const SQL = {
   listEdgeHostnames: 'SELECT * FROM edge_hostnames ORDER BY hostname',
   listEdgeHostnamesOfZone: 'SELECT * FROM edge_hostnames WHERE zone_id = $1 ORDER BY hostname',
 
-  insertEdgeNode: `INSERT INTO edge_nodes (id, name, secret_hash, registered_at, last_seen_at, acked_version, revoked_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+  insertEdgeNode: `INSERT INTO edge_nodes (id, name, secret_hash, registered_at, last_seen_at, acked_version, revoked_at, healthy, health_reason)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
   updateEdgeNode: `UPDATE edge_nodes SET name = $2, secret_hash = $3, registered_at = $4, last_seen_at = $5,
-    acked_version = $6, revoked_at = $7 WHERE id = $1`,
+    acked_version = $6, revoked_at = $7, healthy = $8, health_reason = $9 WHERE id = $1`,
   getEdgeNode: 'SELECT * FROM edge_nodes WHERE id = $1',
   getEdgeNodeBySecretHash: 'SELECT * FROM edge_nodes WHERE secret_hash = $1',
   listEdgeNodes: 'SELECT * FROM edge_nodes ORDER BY registered_at, id',
@@ -525,7 +525,7 @@ function edgeHostnameParams(h: EdgeHostname): unknown[] {
   ];
 }
 
-/** id, name, secret_hash, registered_at, last_seen_at, acked_version, revoked_at (shared by insert and update). */
+/** id, name, secret_hash, registered_at, last_seen_at, acked_version, revoked_at, healthy, health_reason (insert and update). */
 function edgeNodeParams(n: EdgeNode): unknown[] {
-  return [n.id, n.name, n.secretHash, ts(n.registeredAt), tsOrNull(n.lastSeenAt), n.ackedVersion, tsOrNull(n.revokedAt)];
+  return [n.id, n.name, n.secretHash, ts(n.registeredAt), tsOrNull(n.lastSeenAt), n.ackedVersion, tsOrNull(n.revokedAt), n.healthy, n.healthReason];
 }

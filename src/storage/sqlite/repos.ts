@@ -374,12 +374,13 @@ export function createSqliteRepos(db: Database.Database): Repos {
       all('SELECT * FROM edge_hostnames WHERE zone_id = :zone ORDER BY hostname', mappers.toEdgeHostname, { zone: zoneId }),
 
     async insertNode(n) {
-      q(`INSERT INTO edge_nodes (id, name, secret_hash, registered_at, last_seen_at, acked_version, revoked_at)
-         VALUES (:id, :name, :secret_hash, :registered_at, :last_seen_at, :acked_version, :revoked_at)`).run(edgeNodeParams(n));
+      q(`INSERT INTO edge_nodes (id, name, secret_hash, registered_at, last_seen_at, acked_version, revoked_at, healthy, health_reason)
+         VALUES (:id, :name, :secret_hash, :registered_at, :last_seen_at, :acked_version, :revoked_at, :healthy, :health_reason)`).run(edgeNodeParams(n));
     },
     async updateNode(n) {
       q(`UPDATE edge_nodes SET name = :name, secret_hash = :secret_hash, registered_at = :registered_at,
-           last_seen_at = :last_seen_at, acked_version = :acked_version, revoked_at = :revoked_at WHERE id = :id`).run(
+           last_seen_at = :last_seen_at, acked_version = :acked_version, revoked_at = :revoked_at, healthy = :healthy,
+           health_reason = :health_reason WHERE id = :id`).run(
         edgeNodeParams(n),
       );
     },
@@ -528,5 +529,7 @@ function edgeNodeParams(n: EdgeNode) {
     last_seen_at: isoOrNull(n.lastSeenAt),
     acked_version: n.ackedVersion,
     revoked_at: isoOrNull(n.revokedAt),
+    healthy: n.healthy ? 1 : 0,
+    health_reason: n.healthReason,
   };
 }
