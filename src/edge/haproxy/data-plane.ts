@@ -48,7 +48,7 @@ import {
   type Mode,
   type OriginProfile,
 } from './config.js';
-import { checkConfig, detectHaproxy, startHaproxy, type HaproxyBinary, type SupervisedHaproxy } from './process.js';
+import { checkConfig, detectHaproxy, freePort, startHaproxy, type HaproxyBinary, type SupervisedHaproxy } from './process.js';
 import { RuntimeClient } from './runtime.js';
 import { sessionIsolationSelfTest, type IsolationReport } from './selftest.js';
 
@@ -111,17 +111,6 @@ function atomicWrite(file: string, text: string, mode = 0o600): void {
 function defaultDir(): string {
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   return mkdtempSync(join(base, 'certplane-haproxy-'));
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -377,15 +366,39 @@ class HaproxyDataPlane implements DataPlane {
     const plan = this.plan(next, changed);
     const slotsShort = plan.newProfiles > this.freeOriginSlots().length || plan.newHop > this.freeHopSlots().length;
     const reload = needsHop !== (this.mode === 'hop') || slotsShort || (full && changed.length + removed.length > this.reloadThreshold);
+    let reloaded = reload;
     if (reload) {
       await this.reloadWith(next, needsHop ? 'hop' : 'direct');
     } else if (changed.length || removed.length) {
-      await this.runtimeChange(next, changed, removed, failed);
+      const refused = await this.runtimeChange(next, changed, removed, failed);
+      if (refused) {
+        // HAProxy refused part of a runtime change: its state may be half-way. The files hold what is applied (the
+        // previous configuration of the refused hostnames): a hitless reload from them converges.
+        await this.reloadWith(this.appliedAsNext(), this.mode);
+        reloaded = true;
+      }
     }
-    await this.verify([...changed, ...removed].filter((n) => !failed.some((f) => f.hostname === n)), failed);
+    const toVerify = [...changed, ...removed].filter((n) => !failed.some((f) => f.hostname === n));
+    const problems = new Map<string, string>();
+    await this.verify(toVerify, problems);
+    if (problems.size && !reloaded) {
+      // Not what was applied: reload from the files (which are), then check again.
+      this.log.warn?.('haproxy state differs from the configuration: reloading', { hostnames: [...problems.keys()].slice(0, 10) });
+      await this.reloadWith(this.appliedAsNext(), this.mode);
+      problems.clear();
+      await this.verify(toVerify, problems);
+    }
+    for (const [hostname, reason] of problems) {
+      this.log.error?.('edge change not verified', { hostname, reason });
+      failed.push({ hostname, reason: `not verified: ${reason}` });
+    }
     this.currentVersion = version;
     this.log.info?.('edge configuration applied', { version, hostnames: this.applied.size, failed: failed.length, reload, mode: this.mode });
     return { version, failed };
+  }
+
+  private appliedAsNext(): Map<string, { prepared: PreparedHostname; origin: { address: string } }> {
+    return new Map([...this.applied].map(([n, a]) => [n, { prepared: a.prepared, origin: { address: '' } }]));
   }
 
   /** How many new origin profiles and hop slots `next` needs beyond what is applied. */
@@ -529,10 +542,12 @@ class HaproxyDataPlane implements DataPlane {
     changed: string[],
     removed: string[],
     failed: ApplyResult['failed'],
-  ): Promise<void> {
+  ): Promise<boolean> {
     const rt = this.runtime;
     const L = this.layout;
+    let refused = false;
     const fail = (hostname: string, e: unknown) => {
+      refused = true;
       const reason = `haproxy refused the change: ${(e as Error).message}`;
       failed.push({ hostname, reason });
       this.log.warn?.('edge hostname not applied', { hostname, reason });
@@ -588,14 +603,20 @@ class HaproxyDataPlane implements DataPlane {
     // 2. Tighten: removed hostnames.
     for (const name of removed) {
       const prev = this.applied.get(name)!;
-      await setMap(prev.entry, mapValue({ ...prev.entry, td: unique(), forward: false }), true);
-      await rt.run(`del ssl crt-list ${L.crtList} ${prev.entry.certName}`, undefined, { ok: /deleted/i });
-      if (prev.entry.hopSlot !== null) await rt.run(`del map ${L.hopMap} ${name}`);
-      await closeSlot(prev.entry.hopSlot);
-      await rt.run(`del map ${L.hostsMap} ${name}`);
-      await rt.run(`del map ${L.hostsMap} ${name}.`);
+      // Gone from the configuration whatever HAProxy answers (a refusal is repaired by a reload from the files).
       this.applied.delete(name);
       this.release(prev);
+      try {
+        await setMap(prev.entry, mapValue({ ...prev.entry, td: unique(), forward: false }), true);
+        await rt.run(`del ssl crt-list ${L.crtList} ${prev.entry.certName}`, undefined, { ok: /deleted/i });
+        if (prev.entry.hopSlot !== null) await rt.run(`del map ${L.hopMap} ${name}`);
+        await closeSlot(prev.entry.hopSlot);
+        await rt.run(`del map ${L.hostsMap} ${name}`);
+        await rt.run(`del map ${L.hostsMap} ${name}.`);
+      } catch (e) {
+        refused = true;
+        this.log.warn?.('haproxy refused a removal: reloading', { hostname: name, error: (e as Error).message });
+      }
     }
 
     // 2b/3. Changed hostnames: those whose trust (Access CA set) changes first, then the rest.
@@ -635,6 +656,7 @@ class HaproxyDataPlane implements DataPlane {
     await this.cleanup();
     this.writeAll();
     this.removeUnusedFiles();
+    return refused;
   }
 
   /** Loads a certificate or CA file into HAProxy's store (once per content-addressed name) and writes its file. */
@@ -738,7 +760,7 @@ class HaproxyDataPlane implements DataPlane {
    * map entries, then a TLS handshake over loopback for (up to maxProbes of) them. A hostname that does not check
    * out is reported in `failed`.
    */
-  private async verify(names: string[], failed: ApplyResult['failed']): Promise<void> {
+  private async verify(names: string[], problems: Map<string, string>): Promise<void> {
     if (names.length === 0) return;
     const L = this.layout;
     const crt = await this.runtime.run(`show ssl crt-list -n ${L.crtList}`, undefined, { ok: /^# / });
@@ -750,13 +772,21 @@ class HaproxyDataPlane implements DataPlane {
       list.push(`${m[1]}|${m[2] ?? ''}`);
       lines.set(m[3], list);
     }
-    const map = await this.runtime.run(`show map ${L.hostsMap}`);
     const values = new Map<string, string>();
-    for (const line of map.split('\n')) {
-      const m = /^0x[0-9a-f]+ (\S+) (\S+)$/.exec(line.trim());
-      if (m) values.set(m[1], m[2]);
+    if (names.length <= 64) {
+      // A few names: ask for each (the whole map is two lines per hostname).
+      for (const name of names) {
+        const got = await this.runtime.run(`get map ${L.hostsMap} ${name}`, undefined, { ok: /found=/ });
+        const m = /found=yes.*?key="([^"]*)", value="([^"]*)"/.exec(got);
+        if (m && m[1] === name) values.set(name, m[2]);
+      }
+    } else {
+      const map = await this.runtime.run(`show map ${L.hostsMap}`);
+      for (const line of map.split('\n')) {
+        const m = /^0x[0-9a-f]+ (\S+) (\S+)$/.exec(line.trim());
+        if (m) values.set(m[1], m[2]);
+      }
     }
-    const problems = new Map<string, string>();
     for (const name of names) {
       const a = this.applied.get(name);
       const got = lines.get(name) ?? [];
@@ -780,10 +810,6 @@ class HaproxyDataPlane implements DataPlane {
       const served = await this.probe(name).catch((e: Error) => e);
       if (served instanceof Error) problems.set(name, `loopback probe failed: ${served.message}`);
       else if (!served.equals(a.leafDer)) problems.set(name, 'loopback probe: another certificate is served');
-    }
-    for (const [hostname, reason] of problems) {
-      this.log.error?.('edge change not verified', { hostname, reason });
-      if (!failed.some((f) => f.hostname === hostname)) failed.push({ hostname, reason: `not verified: ${reason}` });
     }
   }
 

@@ -5,6 +5,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import * as net from 'node:net';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import { sendCommand } from './runtime.js';
@@ -57,6 +58,18 @@ export async function checkConfig(bin: string, cfgFile: string): Promise<void> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A port nothing listens on right now (HAProxy needs a number: it cannot report the port it was given with 0). */
+export function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
 
 /** The worker pid that answers on the admin socket, or null while none does. */
 async function workerPid(adminSocket: string): Promise<number | null> {

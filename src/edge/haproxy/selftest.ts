@@ -11,12 +11,11 @@
  *  - resumed even with the workaround → Access mTLS is refused on this HAProxy (hostnames with Access CAs fail).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { createCa, issueCertificate } from '../../pki/issue.js';
-import { startHaproxy, type HaproxyBinary } from './process.js';
+import { freePort, startHaproxy, type HaproxyBinary } from './process.js';
 
 export interface IsolationReport {
   /** Sessions from one hostname resumed on another with resumption on. */
@@ -40,17 +39,6 @@ export function sessionIsolationSelfTest(bin: HaproxyBinary): Promise<IsolationR
     p.catch(() => cache.delete(key));
   }
   return p;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function connect(port: number, opts: tls.ConnectionOptions): Promise<tls.TLSSocket> {
@@ -113,7 +101,7 @@ async function run(bin: HaproxyBinary): Promise<IsolationReport> {
         `${join(dir, 'b.pem')} [verify optional ca-file ${join(dir, 'ca2.pem')}] b.selftest.invalid\n`,
     );
     const attempt = async (workaround: boolean): Promise<boolean> => {
-      const port = await freePort();
+      const port = await freePort('127.0.0.1');
       const cfg = join(dir, `selftest-${workaround ? 'on' : 'off'}.cfg`);
       writeFileSync(
         cfg,
