@@ -140,7 +140,7 @@ function haproxySpecific(bin: string): void {
     });
 
     it('what cannot be done at runtime is a hitless reload: the first Access mTLS hostname switches to the hop shape', async () => {
-      const { dp, port } = await start();
+      const { dp, port } = await start({ reloadThreshold: 5 });
       await dp.apply({ version: 1, hostnames: [await host('pub.haproxy.test')] });
       assert.doesNotMatch(readFileSync(join(dp.directory, 'haproxy.cfg'), 'utf8'), /^frontend sni$/m);
       const worker = await workerPidOnSocket(dp);
@@ -167,6 +167,15 @@ function haproxySpecific(bin: string): void {
       } finally {
         await Promise.all(many.map((m) => m.o.close()));
       }
+
+      // A snapshot changing more hostnames than reloadThreshold is a reload, which picks the shape again: no Access
+      // mTLS hostname is left, so visitors connect straight to the TLS frontend again.
+      const before = await workerPidOnSocket(dp);
+      assert.deepEqual(await dp.apply({ version: 4, hostnames: [await host('pub.haproxy.test')] }), { version: 4, failed: [] });
+      assert.notEqual(await workerPidOnSocket(dp), before);
+      assert.doesNotMatch(readFileSync(join(dp.directory, 'haproxy.cfg'), 'utf8'), /^frontend sni$/m);
+      assert.equal((await serves(port, 'pub.haproxy.test')).origin, 'origin');
+      await assert.rejects(edgeRequest(port, { servername: 'slot0.haproxy.test', ca: edgeCA.certPem }));
     });
 
     it('restarts HAProxy when it dies, reports the edge unhealthy until it serves again, and serves the same', async () => {

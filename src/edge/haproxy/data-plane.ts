@@ -362,13 +362,15 @@ class HaproxyDataPlane implements DataPlane {
       }
     }
     const removed = [...this.applied.keys()].filter((n) => !next.has(n));
-    const needsHop = this.mode === 'hop' || [...next.values()].some((n) => n.prepared.caKey !== '');
+    const anyMtls = [...next.values()].some((n) => n.prepared.caKey !== '');
+    // Once in the hop shape, runtime changes stay in it; a reload (for whatever reason) picks the shape again.
+    const needsHop = this.mode === 'hop' || anyMtls;
     const plan = this.plan(next, changed);
     const slotsShort = plan.newProfiles > this.freeOriginSlots().length || plan.newHop > this.freeHopSlots().length;
     const reload = needsHop !== (this.mode === 'hop') || slotsShort || (full && changed.length + removed.length > this.reloadThreshold);
     let reloaded = reload;
     if (reload) {
-      await this.reloadWith(next, needsHop ? 'hop' : 'direct');
+      await this.reloadWith(next, anyMtls ? 'hop' : 'direct');
     } else if (changed.length || removed.length) {
       const refused = await this.runtimeChange(next, changed, removed, failed);
       if (refused) {
