@@ -203,6 +203,7 @@ class HaproxyDataPlane implements DataPlane {
     if (this.stopped) return;
     this.stopped = true;
     await this.queue.catch(() => undefined);
+    await this.restarting?.catch(() => undefined);
     await this.proc?.stop();
     this.proc = null;
     if (this.ownsDir && this.layout) rmSync(this.layout.dir, { recursive: true, force: true });
@@ -238,6 +239,7 @@ class HaproxyDataPlane implements DataPlane {
       while (!this.stopped) {
         try {
           await this.spawn();
+          if (this.stopped) await this.proc?.stop(); // stop() ran meanwhile
           break;
         } catch (e) {
           this.setHealth({ healthy: false, reason: (e as Error).message });
