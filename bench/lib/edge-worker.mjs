@@ -8,12 +8,10 @@
 //                                              reports every applied version ({ type: 'applied' }) and every
 //                                              acknowledgement ({ type: 'acked' }) with a wall-clock timestamp
 import * as https from 'node:https';
-import { performance } from 'node:perf_hooks';
+import { send, serveWorker, startAgent, wallNow } from './worker-ipc.mjs';
 
 const mode = process.argv[2];
 const dist = process.env.CERTPLANE_BENCH_DIST_URL; // file: URL of the compiled certplane (set by bench/edge.mjs)
-const wallNow = () => performance.timeOrigin + performance.now();
-const send = (msg) => process.send?.(msg);
 
 process.on('disconnect', () => process.exit(0));
 process.on('SIGTERM', () => process.exit(0));
@@ -102,27 +100,8 @@ async function agentMode(msg) {
     stop: () => inner.stop(),
   };
   const { port } = await dataPlane.start({ host: '127.0.0.1', port: 0 });
-  const vault = mods.vault.createKeyVault(mods.vault.parseMasterKey(msg.masterKey));
-  mods.agent.startEdgeAgent({
-    controlPlane: msg.controlPlane,
-    credential: msg.credential,
-    dataPlane,
-    vault,
-    onError: (err) => send({ type: 'error', message: String(err?.message ?? err) }),
-    onApplied: (r) => send({ type: 'acked', t: wallNow(), version: r.version, failed: r.failed }),
-  });
+  startAgent(mods, msg, dataPlane);
   send({ type: 'ready', port });
 }
 
-process.once('message', (msg) => {
-  const run = mode === 'certplane' ? certplane : mode === 'raw' ? raw : mode === 'agent' ? agentMode : null;
-  if (!run) {
-    send({ type: 'fatal', message: `unknown mode ${mode}` });
-    process.exit(2);
-  }
-  run(msg).catch((e) => {
-    send({ type: 'fatal', message: e?.stack ?? String(e) });
-    process.exit(1);
-  });
-});
-send({ type: 'loaded' });
+serveWorker(mode, { certplane, raw, agent: agentMode });
