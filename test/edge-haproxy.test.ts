@@ -117,6 +117,11 @@ function haproxySpecific(bin: string): void {
       assert.equal((await serves(port, 'b.haproxy.test')).origin, 'other');
 
       const dir = dp.directory;
+      // Files are written right after a runtime change, off its path (HAProxy reads them only when it restarts).
+      for (const until = Date.now() + 5_000; !readFileSync(join(dir, 'edge.crtlist'), 'utf8').includes(' b.haproxy.test'); ) {
+        assert.ok(Date.now() < until, 'the crt-list file was not written');
+        await new Promise((r) => setTimeout(r, 10));
+      }
       const crtList = readFileSync(join(dir, 'edge.crtlist'), 'utf8');
       assert.match(crtList, /\/certs\/a\.haproxy\.test\.[0-9a-f]{16}\.pem a\.haproxy\.test$/m);
       assert.match(crtList, /\/certs\/b\.haproxy\.test\.[0-9a-f]{16}\.pem b\.haproxy\.test$/m);

@@ -4,7 +4,7 @@
  * reached (origin.ts). Both the Node edge and the HAProxy edge use it, so a configuration one refuses the other refuses
  * too, with the same reason.
  */
-import { createHash, type X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, type X509Certificate } from 'node:crypto';
 import * as tls from 'node:tls';
 import { parseCertificates } from '../pki/index.js';
 import type { HostnameConfig } from './contract.js';
@@ -14,7 +14,8 @@ export interface PreparedHostname {
   hostname: string;
   config: HostnameConfig;
   fingerprint: string;
-  secureContext: tls.SecureContext;
+  /** The Node TLS context (undefined when prepared with `contexts: false`). */
+  secureContext?: tls.SecureContext;
   /** Trust-domain key: '' for hostnames without Access CAs, else the sorted CA ids and content hashes. */
   caKey: string;
   caPems: string[];
@@ -52,14 +53,49 @@ export function fingerprintConfig(cfg: HostnameConfig): string {
   return sha256(JSON.stringify(cfg));
 }
 
-/** Validates one hostname's configuration and builds what serving it needs. Throws with a readable reason. */
-export function prepareHostname(hostname: string, cfg: HostnameConfig): PreparedHostname {
+/** A certificate (chain, leaf first) and the private key of its leaf: both parse, and they belong together. */
+export function checkKeyPair(certPem: string, keyPem: string): void {
+  const chain = parseCertificates(certPem);
+  if (chain.length === 0) throw new Error('no certificate');
+  let key;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch (e) {
+    throw new Error(`the private key does not parse: ${(e as Error).message}`);
+  }
+  if (!chain[0].x509.checkPrivateKey(key)) throw new Error('the private key does not match the certificate');
+}
+
+/** Parsed CA bundles, by content: the same bundle is usually shared by many hostnames. */
+const caCache = new Map<string, X509Certificate[]>();
+
+function parseCaBundle(pem: string): X509Certificate[] {
+  const k = sha256(pem);
+  let anchors = caCache.get(k);
+  if (!anchors) {
+    anchors = parseCertificates(pem).map((p) => p.x509);
+    if (anchors.length === 0) throw new Error('no certificate');
+    if (caCache.size > 10_000) caCache.clear();
+    caCache.set(k, anchors);
+  }
+  return anchors;
+}
+
+/**
+ * Validates one hostname's configuration and builds what serving it needs. Throws with a readable reason.
+ * `contexts: false` (an engine that builds its own TLS contexts, like HAProxy) checks the same things without building
+ * Node TLS contexts: the certificates parse, each key matches its certificate; `secureContext` is then undefined.
+ */
+export function prepareHostname(hostname: string, cfg: HostnameConfig, opts: { contexts?: boolean } = {}): PreparedHostname {
+  const contexts = opts.contexts ?? true;
   const sc = cfg.serverCertificate;
   if (!sc || typeof sc.certPem !== 'string' || typeof sc.keyPem !== 'string') throw new Error('server certificate is missing');
-  try {
-    tls.createSecureContext({ cert: sc.certPem, key: sc.keyPem });
-  } catch (e) {
-    throw new Error(`server certificate or key is unusable: ${(e as Error).message}`);
+  if (!contexts) {
+    try {
+      checkKeyPair(sc.certPem, sc.keyPem);
+    } catch (e) {
+      throw new Error(`server certificate or key is unusable: ${(e as Error).message}`);
+    }
   }
   const cas = Array.isArray(cfg.accessCAs) ? cfg.accessCAs : [];
   const anchors: X509Certificate[] = [];
@@ -70,32 +106,40 @@ export function prepareHostname(hostname: string, cfg: HostnameConfig): Prepared
     if (!ca || typeof ca.id !== 'string' || typeof ca.pem !== 'string') throw new Error('access CA entry is malformed');
     if (seenIds.has(ca.id)) continue;
     seenIds.add(ca.id);
-    let parsed;
+    let parsed: X509Certificate[];
     try {
-      parsed = parseCertificates(ca.pem);
+      parsed = parseCaBundle(ca.pem);
     } catch (e) {
       throw new Error(`access CA ${ca.id} does not parse: ${(e as Error).message}`);
     }
-    try {
-      tls.createSecureContext({ ca: ca.pem });
-    } catch (e) {
-      throw new Error(`access CA ${ca.id} is unusable: ${(e as Error).message}`);
+    if (contexts) {
+      try {
+        tls.createSecureContext({ ca: ca.pem });
+      } catch (e) {
+        throw new Error(`access CA ${ca.id} is unusable: ${(e as Error).message}`);
+      }
+      anchors.push(...parsed);
     }
-    for (const p of parsed) anchors.push(p.x509);
     caPems.push(ca.pem);
-    keyParts.push(`${ca.id}:${sha256(parsed.map((p) => p.der.toString('base64')).join(','))}`);
+    keyParts.push(`${ca.id}:${sha256(parsed.map((p) => p.raw.toString('base64')).join(','))}`);
   }
   keyParts.sort();
-  // Node takes the verify store and the CA names of the CertificateRequest from the context chosen by SNICallback
-  // (TLSWrap::SetCACerts), so the hostname's context carries its Access CAs; session tickets and the session cache
-  // stay with the trust domain's server.
-  const secureContext = tls.createSecureContext({ cert: sc.certPem, key: sc.keyPem, ca: caPems.length ? caPems : undefined });
-  let target: OriginTarget;
-  try {
-    target = prepareOriginTarget(hostname, cfg.origin, cfg.originClientCertificate ?? null);
-  } catch (e) {
-    throw new Error((e as Error).message);
+  let secureContext: tls.SecureContext | undefined;
+  if (contexts) {
+    // Node takes the verify store and the CA names of the CertificateRequest from the context chosen by SNICallback
+    // (TLSWrap::SetCACerts), so the hostname's context carries its Access CAs; session tickets and the session cache
+    // stay with the trust domain's server.
+    try {
+      secureContext = tls.createSecureContext({ cert: sc.certPem, key: sc.keyPem, ca: caPems.length ? caPems : undefined });
+    } catch (e) {
+      throw new Error(`server certificate or key is unusable: ${(e as Error).message}`);
+    }
   }
+  const target = prepareOriginTarget(hostname, cfg.origin, cfg.originClientCertificate ?? null, {
+    context: contexts,
+    checkKeyPair,
+    checkCaBundle: (pem) => void parseCaBundle(pem),
+  });
   return {
     hostname,
     config: cfg,
@@ -107,4 +151,3 @@ export function prepareHostname(hostname: string, cfg: HostnameConfig): Prepared
     target,
   };
 }
-

@@ -170,6 +170,8 @@ export function renderConfig(i: RenderInput): string {
     ...(i.threads ? [`  nbthread ${i.threads}`] : []),
     ...(i.noResumption ? ['  tune.ssl.cachesize 0'] : []),
     '  tune.ssl.default-dh-param 2048',
+    // Each certificate is one file holding its chain and key: do not look for .key/.ocsp/.issuer/.sctl beside it.
+    '  ssl-load-extra-files none',
     '  hard-stop-after 60s',
     '',
     'defaults',

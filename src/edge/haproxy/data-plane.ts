@@ -86,9 +86,6 @@ export interface HaproxyInfo {
 interface Applied {
   prepared: PreparedHostname;
   entry: EdgeEntry;
-  /** Visitor certificate chain + key, as stored under entry.certName. */
-  certPem: string;
-  leafDer: Buffer;
   caPem: string | null;
   profileKey: string;
 }
@@ -101,6 +98,10 @@ interface ProfileState {
 }
 
 const sha = (s: string | Buffer, n = 16): string => createHash('sha256').update(s).digest('hex').slice(0, n);
+
+/** The visitor certificate chain and key as one PEM file (what the crt-list line names); computed, not kept. */
+const certFileOf = (a: { prepared: PreparedHostname }): string =>
+  `${a.prepared.config.serverCertificate.certPem.trim()}\n${a.prepared.config.serverCertificate.keyPem.trim()}\n`;
 
 function atomicWrite(file: string, text: string, mode = 0o600): void {
   const tmp = `${file}.${process.pid}.tmp`;
@@ -194,7 +195,6 @@ class HaproxyDataPlane implements DataPlane {
 
     this.listen = { host: opts.host, port: opts.port || (await freePort(opts.host)) };
     this.writeAll();
-    await checkConfig(binary.path, this.layout.cfgFile);
     await this.spawn();
     return { port: this.listen.port };
   }
@@ -204,12 +204,15 @@ class HaproxyDataPlane implements DataPlane {
     this.stopped = true;
     await this.queue.catch(() => undefined);
     await this.restarting?.catch(() => undefined);
+    if (!this.ownsDir) this.flushFiles();
+    if (this.writeTimer) clearTimeout(this.writeTimer);
     await this.proc?.stop();
     this.proc = null;
     if (this.ownsDir && this.layout) rmSync(this.layout.dir, { recursive: true, force: true });
   }
 
   private async spawn(): Promise<void> {
+    this.flushFiles(); // a restarted HAProxy serves what was applied
     this.proc = await startHaproxy({
       bin: this.info!.binary.path,
       cfgFile: this.layout.cfgFile,
@@ -350,7 +353,7 @@ class HaproxyDataPlane implements DataPlane {
         continue;
       }
       try {
-        const prepared = prepareHostname(name, cfg);
+        const prepared = prepareHostname(name, cfg, { contexts: false });
         if (prepared.caKey !== '' && this.info!.isolation.decision === 'refuse-access-mtls') {
           throw new Error(`Access mTLS refused on this edge: ${this.info!.isolation.detail}`);
         }
@@ -470,14 +473,12 @@ class HaproxyDataPlane implements DataPlane {
     const sc = p.config.serverCertificate;
     const caPem = p.caPems.length ? p.caPems.map((c) => c.trim() + '\n').join('') : null;
     const caName = caPem ? join(this.layout.casDir, `access.${sha(caPem)}.pem`) : null;
-    const certPem = `${sc.certPem.trim()}\n${sc.keyPem.trim()}\n`;
+    const certPem = certFileOf({ prepared: p });
     const safe = p.hostname.replace(/^\*/, '_wildcard_');
     const certName = join(this.layout.certsDir, `${safe}.${sha(certPem + '\0' + (caName ?? ''))}.pem`);
     const sni = p.target.servername;
     return {
       prepared: p,
-      certPem,
-      leafDer: new X509Certificate(sc.certPem).raw,
       caPem,
       entry: {
         hostname: p.hostname,
@@ -526,17 +527,22 @@ class HaproxyDataPlane implements DataPlane {
     this.applied = applied;
     this.draining.clear();
     for (const a of applied.values()) {
-      atomicWrite(a.entry.certName, a.certPem);
+      atomicWrite(a.entry.certName, certFileOf(a));
       if (a.entry.caName && a.caPem) atomicWrite(a.entry.caName, a.caPem);
     }
     this.writeAll();
+    this.unwritten = false;
     // After the reload HAProxy's store holds exactly what the files name.
     this.store = this.wantedStoreNames();
-    await checkConfig(this.info!.binary.path, this.layout.cfgFile);
+    // `haproxy -c` before the reload (a master that cannot load the new files keeps the old worker but does not say
+    // so). It checks the same configuration with a crt-list holding only the placeholder: loading 10,000 visitor
+    // certificates twice would take seconds, and each of them was already checked (prepareHostname).
+    await checkConfig(this.info!.binary.path, this.checkFile());
     if (this.proc) await this.proc.reload();
     else await this.spawn();
     await this.waitServing();
     this.removeUnusedFiles();
+    this.stale.clear();
   }
 
   // --- runtime path ---------------------------------------------------------------------------------------------
@@ -595,7 +601,7 @@ class HaproxyDataPlane implements DataPlane {
         const hopSlot = p.caKey === '' || this.mode !== 'hop' ? null : sameTrust && prev!.entry.hopSlot !== null ? prev!.entry.hopSlot : freeHop.shift()!;
         const built = this.buildEntry(p, originBackend(ps.profile.slot), hopSlot);
         const nextA: Applied = { ...built, profileKey: key };
-        await this.load(nextA.entry.certName, nextA.certPem, 'cert');
+        await this.load(nextA.entry.certName, certFileOf(nextA), 'cert');
         if (nextA.entry.caName && nextA.caPem) await this.load(nextA.entry.caName, nextA.caPem, 'ca');
         ps.users++;
         plans.push({ name, prev, nextA });
@@ -656,10 +662,9 @@ class HaproxyDataPlane implements DataPlane {
       }
     }
 
-    // 4. Clean up, 5. write the files (what a restart serves).
+    // 4. Clean up, 5. write the files (what a restart serves): soon, off the path of this change.
     await this.cleanup();
-    this.writeAll();
-    this.removeUnusedFiles();
+    this.scheduleWrite();
     return refused;
   }
 
@@ -703,6 +708,7 @@ class HaproxyDataPlane implements DataPlane {
         if (name.startsWith(this.layout.casDir)) await rt.run(`del ssl ca-file ${name}`, undefined, { ok: /deleted/i });
         else await rt.run(`del ssl cert ${name}`, undefined, { ok: /deleted/i });
         this.store.delete(name);
+        this.stale.add(name);
       } catch (e) {
         this.log.debug?.('haproxy store entry not deleted yet', { name, error: (e as Error).message });
       }
@@ -736,84 +742,158 @@ class HaproxyDataPlane implements DataPlane {
     }
   }
 
+  /** The configuration as rendered, but with a crt-list holding only the placeholder (for `haproxy -c`). */
+  private checkFile(): string {
+    const L = this.layout;
+    const list = join(L.dir, 'check.crtlist');
+    const file = join(L.dir, 'check.cfg');
+    atomicWrite(list, crtListText(this.placeholder, []));
+    atomicWrite(file, this.render({ ...L, crtList: list }));
+    return file;
+  }
+
+  private render(layout: Layout): string {
+    return renderConfig({
+      layout,
+      listen: this.listen,
+      mode: this.mode,
+      noResumption: this.info!.isolation.decision !== 'resumption-on',
+      threads: this.opts.threads ?? null,
+      originSlots: this.originSlots,
+      hopSlots: this.hopSlots,
+      profiles: [...this.profiles.values()].map((p) => p.profile),
+    });
+  }
+
+  /** Files written after a runtime change, coalesced: none of them is read until HAProxy restarts or reloads. */
+  private unwritten = false;
+  private writeTimer: NodeJS.Timeout | null = null;
+  /** Store files no longer used (deleted from HAProxy's store): removed from the disk with the next write. */
+  private stale = new Set<string>();
+
+  private scheduleWrite(): void {
+    this.unwritten = true;
+    this.writeTimer ??= setTimeout(() => {
+      this.writeTimer = null;
+      try {
+        this.flushFiles();
+      } catch (e) {
+        this.log.error?.('haproxy files not written', { error: (e as Error).message });
+      }
+    }, 25);
+  }
+
+  private flushFiles(): void {
+    if (this.writeTimer) clearTimeout(this.writeTimer);
+    this.writeTimer = null;
+    if (!this.unwritten) return;
+    this.writeAll();
+    this.unwritten = false;
+    for (const f of this.stale) {
+      try {
+        unlinkSync(f);
+      } catch {
+        /* already gone */
+      }
+    }
+    this.stale.clear();
+  }
+
   /** Writes the configuration, crt-list and maps for the applied state. */
   private writeAll(): void {
     const L = this.layout;
     atomicWrite(L.crtList, crtListText(this.placeholder, [...this.applied.values()].map((a) => a.entry)));
     atomicWrite(L.hostsMap, hostsMapText([...this.applied.values()].map((a) => a.entry)));
     atomicWrite(L.hopMap, hopMapText([...this.applied.values()].map((a) => a.entry)));
-    atomicWrite(
-      L.cfgFile,
-      renderConfig({
-        layout: L,
-        listen: this.listen,
-        mode: this.mode,
-        noResumption: this.info!.isolation.decision !== 'resumption-on',
-        threads: this.opts.threads ?? null,
-        originSlots: this.originSlots,
-        hopSlots: this.hopSlots,
-        profiles: [...this.profiles.values()].map((p) => p.profile),
-      }),
-    );
+    atomicWrite(L.cfgFile, this.render(L));
   }
 
   // --- verification ---------------------------------------------------------------------------------------------
 
   /**
-   * Checks that HAProxy serves what was applied for `names`: the crt-list lines, the certificates in the store, the
-   * map entries, then a TLS handshake over loopback for (up to maxProbes of) them. A hostname that does not check
-   * out is reported in `failed`.
+   * Checks that HAProxy serves what was applied for `names` and records what does not in `problems`:
+   *  - the crt-list line of each hostname (certificate and Access CA option): read back from `show ssl crt-list` when
+   *    many hostnames changed or an Access CA option is involved; otherwise `show ssl cert` must report the line's
+   *    certificate as used, with the expected fingerprint;
+   *  - the map entry (`get map` per hostname, or `show map` when many changed);
+   *  - a TLS handshake over loopback (up to maxProbes hostnames) serving the expected certificate, and none for a
+   *    removed hostname.
    */
   private async verify(names: string[], problems: Map<string, string>): Promise<void> {
     if (names.length === 0) return;
     const L = this.layout;
-    const crt = await this.runtime.run(`show ssl crt-list -n ${L.crtList}`, undefined, { ok: /^# / });
+    const rt = this.runtime;
+    const few = names.length <= 64;
+    const leafDer = (a: Applied) => new X509Certificate(a.prepared.config.serverCertificate.certPem).raw;
+
     const lines = new Map<string, string[]>();
-    for (const line of crt.split('\n')) {
-      const m = /^(\S+?):\d+ (?:\[(.*)\] )?(\S+)$/.exec(line.trim());
-      if (!m) continue;
-      const list = lines.get(m[3]) ?? [];
-      list.push(`${m[1]}|${m[2] ?? ''}`);
-      lines.set(m[3], list);
+    const dump = !few || names.some((n) => this.applied.get(n)?.entry.caName);
+    if (dump) {
+      const crt = await rt.run(`show ssl crt-list -n ${L.crtList}`, undefined, { ok: /^# / });
+      const wanted = new Set(names);
+      for (const line of crt.split('\n')) {
+        const m = /^(\S+?):\d+ (?:\[(.*)\] )?(\S+)$/.exec(line.trim());
+        if (!m || !wanted.has(m[3])) continue;
+        const list = lines.get(m[3]) ?? [];
+        list.push(`${m[1]}|${m[2] ?? ''}`);
+        lines.set(m[3], list);
+      }
     }
     const values = new Map<string, string>();
-    if (names.length <= 64) {
-      // A few names: ask for each (the whole map is two lines per hostname).
+    if (few) {
       for (const name of names) {
-        const got = await this.runtime.run(`get map ${L.hostsMap} ${name}`, undefined, { ok: /found=/ });
+        const got = await rt.run(`get map ${L.hostsMap} ${name}`, undefined, { ok: /found=/ });
         const m = /found=yes.*?key="([^"]*)", value="([^"]*)"/.exec(got);
         if (m && m[1] === name) values.set(name, m[2]);
       }
     } else {
-      const map = await this.runtime.run(`show map ${L.hostsMap}`);
+      const map = await rt.run(`show map ${L.hostsMap}`);
       for (const line of map.split('\n')) {
         const m = /^0x[0-9a-f]+ (\S+) (\S+)$/.exec(line.trim());
         if (m) values.set(m[1], m[2]);
       }
     }
+
+    let probes = 0;
     for (const name of names) {
       const a = this.applied.get(name);
-      const got = lines.get(name) ?? [];
       if (!a) {
-        if (got.length || values.has(name)) problems.set(name, 'still served after its removal');
+        if ((lines.get(name) ?? []).length || values.has(name)) problems.set(name, 'still served after its removal');
+        else if (few && !name.startsWith('*') && probes++ < this.maxProbes) {
+          const served = await this.probe(name).catch(() => null);
+          if (served) problems.set(name, 'loopback probe: a certificate is still served after its removal');
+        }
         continue;
       }
-      const want = `${a.entry.certName}|${a.entry.caName ? `verify optional ca-file ${a.entry.caName}` : ''}`;
-      if (got.length !== 1 || got[0] !== want) problems.set(name, `crt-list holds ${JSON.stringify(got)} instead of ${JSON.stringify(want)}`);
-      else if (values.get(name) !== mapValue(a.entry)) problems.set(name, `map holds ${values.get(name)} instead of ${mapValue(a.entry)}`);
-    }
-    const toProbe = names.filter((n) => this.applied.has(n) && !problems.has(n) && !n.startsWith('*')).slice(0, this.maxProbes);
-    for (const name of toProbe) {
-      const a = this.applied.get(name)!;
-      const info = await this.runtime.run(`show ssl cert ${a.entry.certName}`, undefined, { ok: /Serial:/ }).catch((e: Error) => e.message);
-      const fp = /SHA1 FingerPrint: ([0-9A-F]+)/i.exec(info)?.[1]?.toLowerCase();
-      if (fp !== createHash('sha1').update(a.leafDer).digest('hex')) {
-        problems.set(name, `haproxy's store holds another certificate for ${a.entry.certName}`);
+      if (dump) {
+        const got = lines.get(name) ?? [];
+        const want = `${a.entry.certName}|${a.entry.caName ? `verify optional ca-file ${a.entry.caName}` : ''}`;
+        if (got.length !== 1 || got[0] !== want) {
+          problems.set(name, `crt-list holds ${JSON.stringify(got)} instead of ${JSON.stringify(want)}`);
+          continue;
+        }
+      }
+      if (values.get(name) !== mapValue(a.entry)) {
+        problems.set(name, `map holds ${values.get(name)} instead of ${mapValue(a.entry)}`);
         continue;
       }
-      const served = await this.probe(name).catch((e: Error) => e);
-      if (served instanceof Error) problems.set(name, `loopback probe failed: ${served.message}`);
-      else if (!served.equals(a.leafDer)) problems.set(name, 'loopback probe: another certificate is served');
+      if (!dump || probes < this.maxProbes) {
+        const info = await rt.run(`show ssl cert ${a.entry.certName}`, undefined, { ok: /Serial:/ }).catch((e: Error) => e.message);
+        const fp = /SHA1 FingerPrint: ([0-9A-F]+)/i.exec(info)?.[1]?.toLowerCase();
+        const der = leafDer(a);
+        if (fp !== createHash('sha1').update(der).digest('hex')) {
+          problems.set(name, `haproxy's store holds another certificate under ${a.entry.certName}`);
+          continue;
+        }
+        if (!/^Status: Used$/m.test(info)) {
+          problems.set(name, `no crt-list line uses ${a.entry.certName}`);
+          continue;
+        }
+        if (name.startsWith('*') || probes++ >= this.maxProbes) continue;
+        const served = await this.probe(name).catch((e: Error) => e);
+        if (served instanceof Error) problems.set(name, `loopback probe failed: ${served.message}`);
+        else if (!served.equals(der)) problems.set(name, 'loopback probe: another certificate is served');
+      }
     }
   }
 

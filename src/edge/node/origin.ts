@@ -37,6 +37,7 @@ export function prepareOriginTarget(
   hostname: string,
   origin: OriginConfig,
   clientCert: (PemPair & { id: string }) | null,
+  opts: { context?: boolean; checkKeyPair?: (certPem: string, keyPem: string) => void; checkCaBundle?: (pem: string) => void } = {},
 ): OriginTarget {
   if (!origin || typeof origin !== 'object') throw new Error('origin is missing');
   if (typeof origin.address !== 'string' || origin.address.length === 0) throw new Error('origin address is missing');
@@ -53,6 +54,24 @@ export function prepareOriginTarget(
       identityId: clientCert?.id ?? null,
     };
   }
+  const identity = clientCert ? `${clientCert.id}#${sha256(clientCert.certPem + '\0' + clientCert.keyPem).slice(0, 16)}` : 'none';
+  const ca = origin.caPem ? sha256(origin.caPem).slice(0, 16) : 'noverify';
+  const key = ['https', origin.address, origin.port, ca, identity].join('|');
+  if (opts.context === false) {
+    // Checked without building a TLS context (an engine that builds its own, like HAProxy).
+    const what = clientCert ? `origin client certificate ${clientCert.id}` : '';
+    try {
+      if (clientCert) opts.checkKeyPair!(clientCert.certPem, clientCert.keyPem);
+    } catch (e) {
+      throw new Error(`${what} is unusable: ${(e as Error).message}`);
+    }
+    try {
+      if (origin.caPem) opts.checkCaBundle!(origin.caPem);
+    } catch (e) {
+      throw new Error(`origin CA bundle is unusable: ${(e as Error).message}`);
+    }
+    return { key, origin, servername, identityId: clientCert?.id ?? null };
+  }
   const ctxOpts: tls.SecureContextOptions = { minVersion: 'TLSv1.2' };
   if (clientCert) {
     ctxOpts.cert = clientCert.certPem;
@@ -66,10 +85,8 @@ export function prepareOriginTarget(
     const what = clientCert ? `origin client certificate ${clientCert.id} or origin CA bundle` : 'origin CA bundle';
     throw new Error(`${what} is unusable: ${(e as Error).message}`);
   }
-  const identity = clientCert ? `${clientCert.id}#${sha256(clientCert.certPem + '\0' + clientCert.keyPem).slice(0, 16)}` : 'none';
-  const ca = origin.caPem ? sha256(origin.caPem).slice(0, 16) : 'noverify';
   return {
-    key: ['https', origin.address, origin.port, ca, identity].join('|'),
+    key,
     origin,
     servername,
     identityId: clientCert?.id ?? null,
