@@ -183,6 +183,26 @@ function haproxySpecific(bin: string): void {
       await assert.rejects(edgeRequest(port, { servername: 'slot0.haproxy.test', ca: edgeCA.certPem }));
     });
 
+    it('a snapshot changing many hostnames is one reload; a key that does not match is found meanwhile and left out', async () => {
+      const { dp, port } = await start({ reloadThreshold: 2 });
+      const keep = await host('keep.haproxy.test');
+      assert.deepEqual(await dp.apply({ version: 1, hostnames: [keep, await host('p1.haproxy.test')] }), { version: 1, failed: [] });
+      const worker = await workerPidOnSocket(dp);
+      const stranger = await makeServerCert(edgeCA, ['other.haproxy.test']);
+      const badNew = { ...(await host('badkey.haproxy.test')), serverCertificate: { certPem: (await host('badkey.haproxy.test')).serverCertificate.certPem, keyPem: stranger.keyPem } };
+      const badUpdate = { ...keep, serverCertificate: { certPem: keep.serverCertificate.certPem, keyPem: stranger.keyPem } };
+      const fresh = await Promise.all(['n1', 'n2', 'n3'].map((n) => host(`${n}.haproxy.test`, { port: other.port })));
+      const res = await dp.apply({ version: 2, hostnames: [badUpdate, badNew, ...fresh] });
+      assert.equal(res.version, 2);
+      assert.deepEqual(res.failed.map((f) => f.hostname).sort(), ['badkey.haproxy.test', 'keep.haproxy.test']);
+      for (const f of res.failed) assert.equal(f.reason, 'server certificate or key is unusable: the private key does not match the certificate');
+      assert.notEqual(await workerPidOnSocket(dp), worker, 'reloaded');
+      for (const n of ['n1', 'n2', 'n3']) assert.equal((await serves(port, `${n}.haproxy.test`)).origin, 'other');
+      assert.equal((await serves(port, 'keep.haproxy.test')).origin, 'origin', 'a failed update keeps the previous configuration');
+      await assert.rejects(edgeRequest(port, { servername: 'badkey.haproxy.test', ca: edgeCA.certPem }), 'a failed new hostname is not served');
+      await assert.rejects(edgeRequest(port, { servername: 'p1.haproxy.test', ca: edgeCA.certPem }), 'left out of the snapshot: removed');
+    });
+
     it('restarts HAProxy when it dies, reports the edge unhealthy until it serves again, and serves the same', async () => {
       const health: HaproxyHealth[] = [];
       const { dp, port } = await start({ onHealth: (h) => health.push(h) });

@@ -53,8 +53,19 @@ export function fingerprintConfig(cfg: HostnameConfig): string {
   return sha256(JSON.stringify(cfg));
 }
 
+/** Pairs already checked, by content (one origin client certificate often serves many hostnames). */
+const checkedPairs = new Set<string>();
+
 /** A certificate (chain, leaf first) and the private key of its leaf: both parse, and they belong together. */
 export function checkKeyPair(certPem: string, keyPem: string): void {
+  const k = sha256(`${certPem}\0${keyPem}`);
+  if (checkedPairs.has(k)) return;
+  checkPair(certPem, keyPem);
+  if (checkedPairs.size > 10_000) checkedPairs.clear();
+  checkedPairs.add(k);
+}
+
+function checkPair(certPem: string, keyPem: string): void {
   const chain = parseCertificates(certPem);
   if (chain.length === 0) throw new Error('no certificate');
   let key;
@@ -85,12 +96,13 @@ function parseCaBundle(pem: string): X509Certificate[] {
  * Validates one hostname's configuration and builds what serving it needs. Throws with a readable reason.
  * `contexts: false` (an engine that builds its own TLS contexts, like HAProxy) checks the same things without building
  * Node TLS contexts: the certificates parse, each key matches its certificate; `secureContext` is then undefined.
+ * `checkServerKey: false` leaves the visitor certificate and key to the caller (checkKeyPair), who can do it later.
  */
-export function prepareHostname(hostname: string, cfg: HostnameConfig, opts: { contexts?: boolean } = {}): PreparedHostname {
+export function prepareHostname(hostname: string, cfg: HostnameConfig, opts: { contexts?: boolean; checkServerKey?: boolean } = {}): PreparedHostname {
   const contexts = opts.contexts ?? true;
   const sc = cfg.serverCertificate;
   if (!sc || typeof sc.certPem !== 'string' || typeof sc.keyPem !== 'string') throw new Error('server certificate is missing');
-  if (!contexts) {
+  if (!contexts && opts.checkServerKey !== false) {
     try {
       checkKeyPair(sc.certPem, sc.keyPem);
     } catch (e) {

@@ -29,7 +29,7 @@ import * as tls from 'node:tls';
 import { createCa } from '../../pki/issue.js';
 import type { ApplyResult, DataPlane, EdgeDelta, EdgeSnapshot, HostnameConfig } from '../contract.js';
 import type { EdgeLogger } from '../node/data-plane.js';
-import { fingerprintConfig, normalizeHostname, prepareHostname, type PreparedHostname } from '../validate.js';
+import { checkKeyPair, fingerprintConfig, normalizeHostname, prepareHostname, type PreparedHostname } from '../validate.js';
 import {
   crtListLine,
   crtListText,
@@ -48,7 +48,7 @@ import {
   type Mode,
   type OriginProfile,
 } from './config.js';
-import { checkConfig, detectHaproxy, freePort, startHaproxy, type HaproxyBinary, type SupervisedHaproxy } from './process.js';
+import { detectHaproxy, freePort, startHaproxy, type HaproxyBinary, type SupervisedHaproxy } from './process.js';
 import { RuntimeClient } from './runtime.js';
 import { sessionIsolationSelfTest, type IsolationReport } from './selftest.js';
 
@@ -88,6 +88,14 @@ interface Applied {
   entry: EdgeEntry;
   caPem: string | null;
   profileKey: string;
+  /** This hostname's lines in the crt-list and the hosts map (kept: the files are rewritten after every change). */
+  lines: { crt: string; map: string };
+}
+
+/** A validated hostname on its way in, with its origin address resolved ('' = resolve when needed). */
+interface Next {
+  prepared: PreparedHostname;
+  origin: { address: string };
 }
 
 interface ProfileState {
@@ -131,6 +139,8 @@ class HaproxyDataPlane implements DataPlane {
   private originSlots = 16;
   private hopSlots = 0;
   private applied = new Map<string, Applied>();
+  /** Hop slots used by applied hostnames. */
+  private usedHop = new Set<number>();
   private profiles = new Map<string, ProfileState>();
   /** Origin slots whose server could not be deleted yet (connections still open): retried later. */
   private draining = new Set<number>();
@@ -289,7 +299,9 @@ class HaproxyDataPlane implements DataPlane {
       const failed: ApplyResult['failed'] = [];
       const desired = new Map<string, HostnameConfig>();
       for (const cfg of snapshot.hostnames ?? []) this.collect(cfg, desired, failed);
-      return this.commit(snapshot.version, desired, failed, true);
+      const removes = new Set([...this.applied.keys()].filter((n) => !desired.has(n)));
+      for (const [name, cfg] of desired) if (this.unchanged(name, cfg)) desired.delete(name);
+      return this.commit(snapshot.version, desired, removes, failed, true);
     });
   }
 
@@ -300,20 +312,22 @@ class HaproxyDataPlane implements DataPlane {
         throw new Error(`delta version ${delta.version} is not newer than the current version ${this.currentVersion}`);
       }
       const failed: ApplyResult['failed'] = [];
-      const desired = new Map<string, HostnameConfig>();
-      for (const [name, a] of this.applied) desired.set(name, a.prepared.config);
+      const upserts = new Map<string, HostnameConfig>();
+      const seen = new Set<string>();
+      for (const cfg of delta.upsert ?? []) this.collect(cfg, upserts, failed, seen);
+      const removes = new Set<string>();
       for (const name of delta.remove ?? []) {
         const n = normalizeHostname(name);
-        if (n) desired.delete(n);
+        if (n && !upserts.has(n) && this.applied.has(n)) removes.add(n);
       }
-      const upserted = new Set<string>();
-      for (const cfg of delta.upsert ?? []) {
-        const n = normalizeHostname(cfg?.hostname);
-        if (n && !upserted.has(n)) desired.delete(n);
-        this.collect(cfg, desired, failed, upserted);
-      }
-      return this.commit(delta.version, desired, failed, false);
+      for (const [name, cfg] of upserts) if (this.unchanged(name, cfg)) upserts.delete(name);
+      return this.commit(delta.version, upserts, removes, failed, false);
     });
+  }
+
+  private unchanged(name: string, cfg: HostnameConfig): boolean {
+    const prev = this.applied.get(name);
+    return !!prev && (prev.prepared.config === cfg || prev.prepared.fingerprint === safeFingerprint(cfg));
   }
 
   private serialize<T>(fn: () => Promise<T>): Promise<T> {
@@ -340,48 +354,74 @@ class HaproxyDataPlane implements DataPlane {
     desired.set(name, cfg);
   }
 
-  /** Validates, plans and applies `desired` as the whole configuration. */
-  private async commit(version: number, desired: Map<string, HostnameConfig>, failed: ApplyResult['failed'], full: boolean): Promise<ApplyResult> {
+  /**
+   * Validates and applies a change: `upserts` (new or changed hostnames) and `removes`. A snapshot changing many
+   * hostnames (`bulk`) is a reload, and the costliest check (each visitor key against its certificate) runs while
+   * HAProxy loads the new files; a hostname that fails it is taken out again with a second reload.
+   */
+  private async commit(
+    version: number,
+    upserts: Map<string, HostnameConfig>,
+    removes: Set<string>,
+    failed: ApplyResult['failed'],
+    full: boolean,
+  ): Promise<ApplyResult> {
     await this.ready();
+    const bulk = full && upserts.size + removes.size > this.reloadThreshold;
     // Validate every changed hostname; a broken one keeps its previous configuration (or is not served if new).
-    const next = new Map<string, { prepared: PreparedHostname; origin: { address: string } }>();
+    const prepared = new Map<string, Next>();
     const changed: string[] = [];
-    for (const [name, cfg] of desired) {
-      const prev = this.applied.get(name);
-      if (prev && (prev.prepared.config === cfg || prev.prepared.fingerprint === safeFingerprint(cfg))) {
-        next.set(name, { prepared: prev.prepared, origin: { address: '' } });
-        continue;
-      }
+    for (const [name, cfg] of upserts) {
       try {
-        const prepared = prepareHostname(name, cfg, { contexts: false });
-        if (prepared.caKey !== '' && this.info!.isolation.decision === 'refuse-access-mtls') {
+        const p = prepareHostname(name, cfg, { contexts: false, checkServerKey: !bulk });
+        if (p.caKey !== '' && this.info!.isolation.decision === 'refuse-access-mtls') {
           throw new Error(`Access mTLS refused on this edge: ${this.info!.isolation.detail}`);
         }
-        next.set(name, { prepared, origin: { address: await resolveAddress(prepared.config.origin.address) } });
+        prepared.set(name, { prepared: p, origin: { address: await resolveAddress(p.config.origin.address) } });
         changed.push(name);
       } catch (e) {
-        const reason = (e as Error).message || String(e);
-        failed.push({ hostname: name, reason });
-        this.log.warn?.('edge hostname not applied', { hostname: name, reason, keptPrevious: !!prev });
-        if (prev) next.set(name, { prepared: prev.prepared, origin: { address: '' } });
+        this.refuse(name, e, failed);
       }
     }
-    const removed = [...this.applied.keys()].filter((n) => !next.has(n));
-    const anyMtls = [...next.values()].some((n) => n.prepared.caKey !== '');
-    // Once in the hop shape, runtime changes stay in it; a reload (for whatever reason) picks the shape again.
-    const needsHop = this.mode === 'hop' || anyMtls;
-    const plan = this.plan(next, changed);
+    const removed = [...removes];
+    const needsHop = this.mode === 'hop' || changed.some((n) => prepared.get(n)!.prepared.caKey !== '');
+    const plan = this.plan(prepared, changed);
     const slotsShort = plan.newProfiles > this.freeOriginSlots().length || plan.newHop > this.freeHopSlots().length;
-    const reload = needsHop !== (this.mode === 'hop') || slotsShort || (full && changed.length + removed.length > this.reloadThreshold);
+    const reload = bulk || needsHop !== (this.mode === 'hop') || slotsShort;
     let reloaded = reload;
     if (reload) {
-      await this.reloadWith(next, anyMtls ? 'hop' : 'direct');
+      const before = this.applied;
+      const next = new Map<string, Next>();
+      for (const [name, a] of before) if (!removes.has(name)) next.set(name, { prepared: a.prepared, origin: { address: '' } });
+      for (const [name, n] of prepared) next.set(name, n);
+      const shape = (): Mode => ([...next.values()].some((n) => n.prepared.caKey !== '') ? 'hop' : 'direct');
+      this.prepareReload(next, shape());
+      const reloading = this.reloadNow().then(
+        () => null,
+        (e: Error) => e,
+      );
+      // Meanwhile (HAProxy loads the files in its own process): each new visitor key against its certificate.
+      const bad = bulk ? await this.checkServerKeys(changed, prepared) : new Map<string, string>();
+      const err = await reloading;
+      if (bad.size) {
+        for (const [name, reason] of bad) {
+          this.refuse(name, new Error(reason), failed);
+          const prev = before.get(name);
+          if (prev) next.set(name, { prepared: prev.prepared, origin: { address: '' } });
+          else next.delete(name);
+        }
+        this.prepareReload(next, shape());
+        await this.reloadNow();
+      } else if (err) {
+        throw err;
+      }
     } else if (changed.length || removed.length) {
-      const refused = await this.runtimeChange(next, changed, removed, failed);
+      const refused = await this.runtimeChange(prepared, changed, removed, failed);
       if (refused) {
-        // HAProxy refused part of a runtime change: its state may be half-way. The files hold what is applied (the
-        // previous configuration of the refused hostnames): a hitless reload from them converges.
-        await this.reloadWith(this.appliedAsNext(), this.mode);
+        // HAProxy refused part of a runtime change: its state may be half-way. What is applied (the previous
+        // configuration of the refused hostnames) is rendered again and loaded with a hitless reload.
+        this.prepareReload(this.appliedAsNext(), this.mode);
+        await this.reloadNow();
         reloaded = true;
       }
     }
@@ -389,9 +429,10 @@ class HaproxyDataPlane implements DataPlane {
     const problems = new Map<string, string>();
     await this.verify(toVerify, problems);
     if (problems.size && !reloaded) {
-      // Not what was applied: reload from the files (which are), then check again.
+      // Not what was applied: reload from what is applied, then check again.
       this.log.warn?.('haproxy state differs from the configuration: reloading', { hostnames: [...problems.keys()].slice(0, 10) });
-      await this.reloadWith(this.appliedAsNext(), this.mode);
+      this.prepareReload(this.appliedAsNext(), this.mode);
+      await this.reloadNow();
       problems.clear();
       await this.verify(toVerify, problems);
     }
@@ -400,16 +441,37 @@ class HaproxyDataPlane implements DataPlane {
       failed.push({ hostname, reason: `not verified: ${reason}` });
     }
     this.currentVersion = version;
-    this.log.info?.('edge configuration applied', { version, hostnames: this.applied.size, failed: failed.length, reload, mode: this.mode });
+    this.log.info?.('edge configuration applied', { version, hostnames: this.applied.size, changed: changed.length, removed: removed.length, failed: failed.length, reload, mode: this.mode });
     return { version, failed };
   }
 
-  private appliedAsNext(): Map<string, { prepared: PreparedHostname; origin: { address: string } }> {
+  private refuse(hostname: string, e: unknown, failed: ApplyResult['failed']): void {
+    const reason = (e as Error).message || String(e);
+    failed.push({ hostname, reason });
+    this.log.warn?.('edge hostname not applied', { hostname, reason, keptPrevious: this.applied.has(hostname) });
+  }
+
+  /** checkKeyPair for each visitor certificate, yielding to the event loop as it goes; returns the failures. */
+  private async checkServerKeys(names: string[], prepared: Map<string, Next>): Promise<Map<string, string>> {
+    const bad = new Map<string, string>();
+    for (let i = 0; i < names.length; i++) {
+      const sc = prepared.get(names[i])!.prepared.config.serverCertificate;
+      try {
+        checkKeyPair(sc.certPem, sc.keyPem);
+      } catch (e) {
+        bad.set(names[i], `server certificate or key is unusable: ${(e as Error).message}`);
+      }
+      if (i % 32 === 31) await new Promise((r) => setImmediate(r));
+    }
+    return bad;
+  }
+
+  private appliedAsNext(): Map<string, Next> {
     return new Map([...this.applied].map(([n, a]) => [n, { prepared: a.prepared, origin: { address: '' } }]));
   }
 
   /** How many new origin profiles and hop slots `next` needs beyond what is applied. */
-  private plan(next: Map<string, { prepared: PreparedHostname }>, changed: string[]): { newProfiles: number; newHop: number } {
+  private plan(next: Map<string, Next>, changed: string[]): { newProfiles: number; newHop: number } {
     const keys = new Set<string>();
     let newHop = 0;
     for (const name of changed) {
@@ -429,10 +491,24 @@ class HaproxyDataPlane implements DataPlane {
   }
 
   private freeHopSlots(): number[] {
-    const used = new Set([...this.applied.values()].map((a) => a.entry.hopSlot).filter((s): s is number => s !== null));
     const free: number[] = [];
-    for (let s = 0; s < this.hopSlots; s++) if (!used.has(s)) free.push(s);
+    for (let s = 0; s < this.hopSlots; s++) if (!this.usedHop.has(s)) free.push(s);
     return free;
+  }
+
+  /** Every change to `applied` goes through here: it keeps the used hop slots and each entry's file lines. */
+  private putApplied(name: string, a: Applied): void {
+    const prev = this.applied.get(name);
+    if (prev?.entry.hopSlot != null) this.usedHop.delete(prev.entry.hopSlot);
+    a.lines = { crt: crtListLine(a.entry), map: hostsMapText([a.entry]) };
+    this.applied.set(name, a);
+    if (a.entry.hopSlot !== null) this.usedHop.add(a.entry.hopSlot);
+  }
+
+  private dropApplied(name: string): void {
+    const prev = this.applied.get(name);
+    if (prev?.entry.hopSlot != null) this.usedHop.delete(prev.entry.hopSlot);
+    this.applied.delete(name);
   }
 
   // --- building entries -----------------------------------------------------------------------------------------
@@ -469,8 +545,7 @@ class HaproxyDataPlane implements DataPlane {
     return { profile: { key: this.profileKey(p), slot, address: addr, args: args.join(' ') }, files };
   }
 
-  private buildEntry(p: PreparedHostname, backend: string, hopSlot: number | null): Omit<Applied, 'profileKey'> {
-    const sc = p.config.serverCertificate;
+  private buildEntry(p: PreparedHostname, backend: string, hopSlot: number | null): Omit<Applied, 'profileKey' | 'lines'> {
     const caPem = p.caPems.length ? p.caPems.map((c) => c.trim() + '\n').join('') : null;
     const caName = caPem ? join(this.layout.casDir, `access.${sha(caPem)}.pem`) : null;
     const certPem = certFileOf({ prepared: p });
@@ -496,7 +571,8 @@ class HaproxyDataPlane implements DataPlane {
   // --- reload path ----------------------------------------------------------------------------------------------
 
   /** Rebuilds everything from `next`, writes the files and reloads (or starts) HAProxy. */
-  private async reloadWith(next: Map<string, { prepared: PreparedHostname; origin: { address: string } }>, mode: Mode): Promise<void> {
+  /** Rebuilds the whole applied state from `next` and writes every file; reloadNow() then loads them. */
+  private prepareReload(next: Map<string, Next>, mode: Mode): void {
     const profiles = new Map<string, ProfileState>();
     const applied = new Map<string, Applied>();
     let hop = 0;
@@ -506,15 +582,14 @@ class HaproxyDataPlane implements DataPlane {
       let ps = profiles.get(key) ?? this.profiles.get(key);
       if (ps && !profiles.has(key)) ps = { ...ps, users: 0 };
       if (!ps) {
-        const address = n.origin.address || (await resolveAddress(p.config.origin.address));
-        const built = this.buildProfile(p, address, profiles.size);
+        const built = this.buildProfile(p, n.origin.address || p.config.origin.address, profiles.size);
         ps = { profile: built.profile, files: built.files.map((f) => f.name), users: 0 };
         for (const f of built.files) atomicWrite(f.name, f.pem);
       }
       profiles.set(key, ps);
       ps.users++;
       const built = this.buildEntry(p, '', p.caKey !== '' && mode === 'hop' ? hop++ : null);
-      applied.set(name, { ...built, profileKey: key });
+      applied.set(name, { ...built, profileKey: key, lines: { crt: '', map: '' } });
     }
     // Renumber the slots densely, keeping room to grow at runtime.
     let slot = 0;
@@ -524,20 +599,26 @@ class HaproxyDataPlane implements DataPlane {
     this.hopSlots = mode === 'hop' ? Math.max(16, hop * 2) : 0;
     this.mode = mode;
     this.profiles = profiles;
-    this.applied = applied;
+    this.applied = new Map();
+    this.usedHop.clear();
+    for (const [name, a] of applied) this.putApplied(name, a);
     this.draining.clear();
+    // Content-addressed names: a file that exists already holds exactly this content.
     for (const a of applied.values()) {
-      atomicWrite(a.entry.certName, certFileOf(a));
-      if (a.entry.caName && a.caPem) atomicWrite(a.entry.caName, a.caPem);
+      if (!existsSync(a.entry.certName)) atomicWrite(a.entry.certName, certFileOf(a));
+      if (a.entry.caName && a.caPem && !existsSync(a.entry.caName)) atomicWrite(a.entry.caName, a.caPem);
     }
     this.writeAll();
     this.unwritten = false;
     // After the reload HAProxy's store holds exactly what the files name.
     this.store = this.wantedStoreNames();
-    // `haproxy -c` before the reload (a master that cannot load the new files keeps the old worker but does not say
-    // so). It checks the same configuration with a crt-list holding only the placeholder: loading 10,000 visitor
-    // certificates twice would take seconds, and each of them was already checked (prepareHostname).
-    await checkConfig(this.info!.binary.path, this.checkFile());
+  }
+
+  /**
+   * Loads the files: a hitless reload (or a start). No separate `haproxy -c` (it would load every certificate a second
+   * time): a reload HAProxy cannot load is reported by its master (process.ts), and the previous one keeps serving.
+   */
+  private async reloadNow(): Promise<void> {
     if (this.proc) await this.proc.reload();
     else await this.spawn();
     await this.waitServing();
@@ -548,7 +629,7 @@ class HaproxyDataPlane implements DataPlane {
   // --- runtime path ---------------------------------------------------------------------------------------------
 
   private async runtimeChange(
-    next: Map<string, { prepared: PreparedHostname; origin: { address: string } }>,
+    next: Map<string, Next>,
     changed: string[],
     removed: string[],
     failed: ApplyResult['failed'],
@@ -600,7 +681,7 @@ class HaproxyDataPlane implements DataPlane {
         const sameTrust = prev && prev.prepared.caKey === p.caKey;
         const hopSlot = p.caKey === '' || this.mode !== 'hop' ? null : sameTrust && prev!.entry.hopSlot !== null ? prev!.entry.hopSlot : freeHop.shift()!;
         const built = this.buildEntry(p, originBackend(ps.profile.slot), hopSlot);
-        const nextA: Applied = { ...built, profileKey: key };
+        const nextA: Applied = { ...built, profileKey: key, lines: { crt: '', map: '' } };
         await this.load(nextA.entry.certName, certFileOf(nextA), 'cert');
         if (nextA.entry.caName && nextA.caPem) await this.load(nextA.entry.caName, nextA.caPem, 'ca');
         ps.users++;
@@ -613,8 +694,8 @@ class HaproxyDataPlane implements DataPlane {
     // 2. Tighten: removed hostnames.
     for (const name of removed) {
       const prev = this.applied.get(name)!;
-      // Gone from the configuration whatever HAProxy answers (a refusal is repaired by a reload from the files).
-      this.applied.delete(name);
+      // Gone from the configuration whatever HAProxy answers (a refusal is repaired by a reload).
+      this.dropApplied(name);
       this.release(prev);
       try {
         await setMap(prev.entry, mapValue({ ...prev.entry, td: unique(), forward: false }), true);
@@ -655,7 +736,7 @@ class HaproxyDataPlane implements DataPlane {
           await setMap(e, mapValue(e), false);
           await rt.run(`add ssl crt-list ${L.crtList}`, crtListLine(e), { ok: /Success!/ });
         }
-        this.applied.set(name, nextA);
+        this.putApplied(name, nextA);
       } catch (err) {
         fail(name, err);
         this.release(nextA);
@@ -742,16 +823,6 @@ class HaproxyDataPlane implements DataPlane {
     }
   }
 
-  /** The configuration as rendered, but with a crt-list holding only the placeholder (for `haproxy -c`). */
-  private checkFile(): string {
-    const L = this.layout;
-    const list = join(L.dir, 'check.crtlist');
-    const file = join(L.dir, 'check.cfg');
-    atomicWrite(list, crtListText(this.placeholder, []));
-    atomicWrite(file, this.render({ ...L, crtList: list }));
-    return file;
-  }
-
   private render(layout: Layout): string {
     return renderConfig({
       layout,
@@ -802,9 +873,17 @@ class HaproxyDataPlane implements DataPlane {
   /** Writes the configuration, crt-list and maps for the applied state. */
   private writeAll(): void {
     const L = this.layout;
-    atomicWrite(L.crtList, crtListText(this.placeholder, [...this.applied.values()].map((a) => a.entry)));
-    atomicWrite(L.hostsMap, hostsMapText([...this.applied.values()].map((a) => a.entry)));
-    atomicWrite(L.hopMap, hopMapText([...this.applied.values()].map((a) => a.entry)));
+    const crt = [crtListText(this.placeholder, []).trimEnd()];
+    const map: string[] = [];
+    const hop: EdgeEntry[] = [];
+    for (const a of this.applied.values()) {
+      crt.push(a.lines.crt);
+      map.push(a.lines.map);
+      if (a.entry.hopSlot !== null) hop.push(a.entry);
+    }
+    atomicWrite(L.crtList, crt.join('\n') + '\n');
+    atomicWrite(L.hostsMap, map.join(''));
+    atomicWrite(L.hopMap, hopMapText(hop));
     atomicWrite(L.cfgFile, this.render(L));
   }
 

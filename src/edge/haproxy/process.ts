@@ -47,16 +47,6 @@ export async function detectHaproxy(explicit?: string): Promise<HaproxyBinary> {
   return bin;
 }
 
-/** `haproxy -c`: rejects with HAProxy's own messages when the configuration does not load. */
-export async function checkConfig(bin: string, cfgFile: string): Promise<void> {
-  try {
-    await execFileP(bin, ['-c', '-q', '-f', cfgFile], { timeout: 60_000, maxBuffer: 16 * 1024 * 1024 });
-  } catch (e) {
-    const err = e as { stderr?: string; stdout?: string; message: string };
-    throw new Error(`haproxy refused the configuration: ${(err.stderr || err.stdout || err.message).trim().slice(0, 2000)}`);
-  }
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A port nothing listens on right now (HAProxy needs a number: it cannot report the port it was given with 0). */
@@ -69,6 +59,17 @@ export function freePort(host: string): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** The master's reload counters (`show proc`: "<pid> master <reloads> [failed: <n>] ..."), or null if it does not answer. */
+async function masterCounts(masterSocket: string): Promise<{ reloads: number; failed: number } | null> {
+  try {
+    const out = await sendCommand(masterSocket, 'show proc', undefined, 2_000);
+    const m = /^\d+\s+master\s+(\d+)\s+\[failed: (\d+)\]/m.exec(out);
+    return m ? { reloads: Number(m[1]), failed: Number(m[2]) } : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The worker pid that answers on the admin socket, or null while none does. */
@@ -151,14 +152,26 @@ export async function startHaproxy(opts: {
     async reload(): Promise<void> {
       if (exited) throw new Error(exited);
       const before = h.workerPid;
-      await sendCommand(opts.masterSocket, 'reload', undefined, 5_000).catch(() => child.kill('SIGUSR2'));
       const until = Date.now() + (opts.startTimeoutMs ?? 60_000);
+      // The master counts reloads and failed ones (`show proc`): a master that cannot load the new files keeps the
+      // old worker and says so only there.
+      let counts = await masterCounts(opts.masterSocket);
+      for (let i = 0; !counts && i < 100; i++) {
+        await sleep(20);
+        counts = await masterCounts(opts.masterSocket);
+      }
+      await sendCommand(opts.masterSocket, 'reload', undefined, 5_000).catch(() => child.kill('SIGUSR2'));
       for (;;) {
         if (exited) throw new Error(exited);
         const now = await workerPid(opts.adminSocket);
         if (now !== null && now !== before) {
           h.workerPid = now;
           return;
+        }
+        const after = counts ? await masterCounts(opts.masterSocket) : null;
+        if (counts && after && after.reloads > counts.reloads && after.failed > 0) {
+          const why = tail.filter((l) => /ALERT/.test(l)).slice(-5).join(' | ');
+          throw new Error(`haproxy could not load the new configuration; the previous one keeps serving${why ? `: ${why}` : ''}`);
         }
         if (Date.now() > until) throw new Error(`haproxy did not reload within ${opts.startTimeoutMs ?? 60_000} ms: ${tail.slice(-5).join(' | ')}`);
         await sleep(20);
