@@ -1,4 +1,6 @@
-import { after, before, describe, test } from 'node:test';
+import * as crypto from 'node:crypto';
+import { after, before, describe, it, test } from 'node:test';
+import { publicKeySpkiOf } from '../src/pki/keys.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { type KeyObject, X509Certificate, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -701,5 +703,35 @@ describe('openssl CLI cross-check', () => {
     assert.match(out, /CA:FALSE/);
     assert.match(out, /TLS Web Client Authentication/);
     assert.equal(p.signature, 'ECDSAWithSHA384');
+  });
+});
+
+describe('publicKeySpkiOf: the public half of a private key, read from its own structure', () => {
+  const pairs: [string, crypto.KeyPairKeyObjectResult][] = [
+    ['EC P-256', crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })],
+    ['EC P-384', crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' })],
+    ['RSA 2048', crypto.generateKeyPairSync('rsa', { modulusLength: 2048 })],
+  ];
+  for (const [name, kp] of pairs) {
+    const spki = kp.publicKey.export({ type: 'spki', format: 'der' });
+    for (const type of name.startsWith('EC') ? (['pkcs8', 'sec1'] as const) : (['pkcs8', 'pkcs1'] as const)) {
+      it(`${name} ${type}: equals the SPKI of its public key`, () => {
+        const got = publicKeySpkiOf(kp.privateKey.export({ type, format: 'pem' }) as string);
+        assert.ok(got);
+        assert.equal(got.equals(spki), true);
+      });
+    }
+  }
+  it('another key gives another SPKI', () => {
+    const other = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const got = publicKeySpkiOf(other.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string)!;
+    assert.equal(got.equals(pairs[0][1].publicKey.export({ type: 'spki', format: 'der' })), false);
+  });
+  it('null when it cannot tell without loading the key (Ed25519, garbage, encrypted, no key)', () => {
+    const ed = crypto.generateKeyPairSync('ed25519');
+    assert.equal(publicKeySpkiOf(ed.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string), null);
+    assert.equal(publicKeySpkiOf('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), null);
+    assert.equal(publicKeySpkiOf(pairs[0][1].privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'x' }) as string), null);
+    assert.equal(publicKeySpkiOf('not a key'), null);
   });
 });

@@ -401,8 +401,10 @@ class HaproxyDataPlane implements DataPlane {
         (e: Error) => e,
       );
       // Meanwhile (HAProxy loads the files in its own process): each new visitor key against its certificate.
-      const bad = bulk ? await this.checkServerKeys(changed, prepared) : new Map<string, string>();
+      let bad = bulk ? await this.checkServerKeys(changed, prepared, true) : new Map<string, string>();
       const err = await reloading;
+      // HAProxy could not load what passed the quick checks: load every new key in Node to find which.
+      if (err && bulk && bad.size === 0) bad = await this.checkServerKeys(changed, prepared, false);
       if (bad.size) {
         for (const [name, reason] of bad) {
           this.refuse(name, new Error(reason), failed);
@@ -452,12 +454,12 @@ class HaproxyDataPlane implements DataPlane {
   }
 
   /** checkKeyPair for each visitor certificate, yielding to the event loop as it goes; returns the failures. */
-  private async checkServerKeys(names: string[], prepared: Map<string, Next>): Promise<Map<string, string>> {
+  private async checkServerKeys(names: string[], prepared: Map<string, Next>, quick: boolean): Promise<Map<string, string>> {
     const bad = new Map<string, string>();
     for (let i = 0; i < names.length; i++) {
       const sc = prepared.get(names[i])!.prepared.config.serverCertificate;
       try {
-        checkKeyPair(sc.certPem, sc.keyPem);
+        checkKeyPair(sc.certPem, sc.keyPem, { quick });
       } catch (e) {
         bad.set(names[i], `server certificate or key is unusable: ${(e as Error).message}`);
       }
