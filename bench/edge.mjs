@@ -894,6 +894,8 @@ async function scale() {
     if (!e2eOk) throw new Error(`scale: a request through ${first.hostname} did not reach the origin with the client certificate: ${e2e.status} ${e2e.headers['x-origin-client-verify']}`);
 
     const at = await command('memory', 60_000);
+    start.haproxyLoadMs = r1((await command('haproxyLoad', 600_000)).ms);
+    log(`  HAProxy itself loading the same files (haproxy -c): ${start.haproxyLoadMs} ms`);
     const added = await command('adds', adds * 10_000);
     const after = await command('memory', 60_000);
     const last = gen.hosts[count + adds - 1];
@@ -1131,6 +1133,7 @@ function markdown(res) {
         `\`start()\` took ${c.start.startMs} ms and the first \`apply()\` of all hostnames (reload path) ${c.start.applyMs} ms: ` +
         `**${r2(c.start.startToAppliedMs / 1000)} s** from the call to \`start()\` until \`apply()\` resolved (${c.start.mode} shape); the first hostname ` +
         `answered a TLS handshake with its own certificate ${c.start.firstHandshakeMs === null ? 'never (within 10 s after apply)' : `after ${r2(c.start.firstHandshakeMs / 1000)} s`}. ` +
+        (c.start.haproxyLoadMs ? `The floor, measured right after on the same files: HAProxy itself takes ${r2(c.start.haproxyLoadMs / 1000)} s to load them (\`haproxy -c\`: every certificate, key and TLS context), so certplane's own share of the start is ${r2((c.start.startToAppliedMs - c.start.haproxyLoadMs) / 1000)} s. ` : '') +
         `Then ${c.adds} single-hostname \`applyDelta\` calls, one after the other, each adding one new hostname with its own certificate ` +
         `(runtime path: ${c.runtimeCallsPerAdd} Runtime API commands each, then the files are rewritten, the change verified and probed over loopback), ` +
         `timed from the call until it resolved${c.addsFailed ? `; **${c.addsFailed} failed** (${c.addsFailedSample})` : ''}. ` +

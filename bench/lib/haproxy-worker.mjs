@@ -9,6 +9,7 @@
 //   node bench/lib/haproxy-worker.mjs agent   the HAProxy data plane driven by the edge agent over the real feed;
 //                                             reports each apply/applyDelta ({ type: 'applied', ms, hostnames }) and
 //                                             each answered acknowledgement ({ type: 'acked', version, t })
+import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -141,6 +142,13 @@ async function scale(msg) {
         files[k] = sizeOf(join(L, f));
       }
       return { mem: await memory(dp), files, hostnames: dp.applied?.size ?? null };
+    },
+    // The floor of the start figure: HAProxy itself loading the same files (`haproxy -c`: parse the configuration,
+    // load every certificate and key, build every TLS context), timed from here.
+    async haproxyLoad() {
+      const t = performance.now();
+      execFileSync(dp.haproxy.binary.path, ['-c', '-q', '-f', join(dp.directory, 'haproxy.cfg')], { stdio: 'ignore', timeout: 600_000 });
+      return { ms: performance.now() - t };
     },
     // `adds` single-hostname applyDelta calls, one after the other, each timed from the call until it resolves. The
     // Runtime API client is wrapped (bench-only) to count the commands each add sends and the time spent in them.
