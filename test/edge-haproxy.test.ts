@@ -144,6 +144,23 @@ function haproxySpecific(bin: string): void {
       }
     });
 
+    it("after a series of runtime changes HAProxy's store holds exactly what is served (nothing leaks)", async () => {
+      const { dp } = await start();
+      await dp.apply({ version: 1, hostnames: [await host('s1.haproxy.test'), await host('s2.haproxy.test', { cas: true })] });
+      const renewed = { ...(await host('s1.haproxy.test')), serverCertificate: await makeServerCert(edgeCA, ['s1.haproxy.test']) };
+      await dp.applyDelta({ version: 2, upsert: [renewed], remove: [] });
+      await dp.applyDelta({ version: 3, upsert: [await host('s3.haproxy.test', { port: other.port })], remove: ['s2.haproxy.test'] });
+      await dp.applyDelta({ version: 4, upsert: [await host('s3.haproxy.test', { cas: true })], remove: ['s1.haproxy.test'] });
+      const sock = join(dp.directory, 'admin.sock');
+      const lines = (await sendCommand(sock, `show ssl crt-list -n ${join(dp.directory, 'edge.crtlist')}`)).split('\n').filter((l) => l.startsWith('/'));
+      assert.deepEqual(lines.map((l) => l.split(' ').pop()).sort(), ['certplane-placeholder.invalid', 's3.haproxy.test']);
+      const inList = lines.map((l) => l.split(' ')[0].replace(/:\d+$/, '')).sort();
+      const stored = (out: string) => out.split('\n').filter((l) => l.startsWith('/')).map((l) => l.split(' ')[0]).sort();
+      assert.deepEqual(stored(await sendCommand(sock, 'show ssl cert')), inList, 'the store holds the certificates of the crt-list, nothing else');
+      const ca = /ca-file (\S+)\]/.exec(lines.find((l) => l.endsWith(' s3.haproxy.test'))!)![1];
+      assert.deepEqual(stored(await sendCommand(sock, 'show ssl ca-file')), [ca], 'only the Access CA file s3 uses');
+    });
+
     it('what cannot be done at runtime is a hitless reload: the first Access mTLS hostname switches to the hop shape', async () => {
       const { dp, port } = await start({ reloadThreshold: 5 });
       await dp.apply({ version: 1, hostnames: [await host('pub.haproxy.test')] });

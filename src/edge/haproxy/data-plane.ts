@@ -498,19 +498,41 @@ class HaproxyDataPlane implements DataPlane {
     return free;
   }
 
-  /** Every change to `applied` goes through here: it keeps the used hop slots and each entry's file lines. */
+  /**
+   * Every change to `applied` goes through here: it keeps the used hop slots, each entry's file lines, and how many
+   * users each store name (certificate, CA file) has, so a change cleans up after itself without a scan.
+   */
   private putApplied(name: string, a: Applied): void {
-    const prev = this.applied.get(name);
-    if (prev?.entry.hopSlot != null) this.usedHop.delete(prev.entry.hopSlot);
+    this.dropApplied(name);
     a.lines = { crt: crtListLine(a.entry), map: hostsMapText([a.entry]) };
     this.applied.set(name, a);
     if (a.entry.hopSlot !== null) this.usedHop.add(a.entry.hopSlot);
+    this.ref(a.entry.certName, 1);
+    if (a.entry.caName) this.ref(a.entry.caName, 1);
   }
 
   private dropApplied(name: string): void {
     const prev = this.applied.get(name);
-    if (prev?.entry.hopSlot != null) this.usedHop.delete(prev.entry.hopSlot);
+    if (!prev) return;
+    if (prev.entry.hopSlot !== null) this.usedHop.delete(prev.entry.hopSlot);
+    this.ref(prev.entry.certName, -1);
+    if (prev.entry.caName) this.ref(prev.entry.caName, -1);
     this.applied.delete(name);
+  }
+
+  /** Users of each store name; a name whose count drops to zero is a candidate for deletion (cleanup()). */
+  private refs = new Map<string, number>();
+  private unused = new Set<string>();
+
+  private ref(name: string, delta: number): void {
+    const n = (this.refs.get(name) ?? 0) + delta;
+    if (n > 0) {
+      this.refs.set(name, n);
+      this.unused.delete(name);
+    } else {
+      this.refs.delete(name);
+      this.unused.add(name);
+    }
   }
 
   // --- building entries -----------------------------------------------------------------------------------------
@@ -603,7 +625,10 @@ class HaproxyDataPlane implements DataPlane {
     this.profiles = profiles;
     this.applied = new Map();
     this.usedHop.clear();
+    this.refs.clear();
+    this.unused.clear();
     for (const [name, a] of applied) this.putApplied(name, a);
+    for (const ps of profiles.values()) for (const f of ps.files) this.ref(f, 1);
     this.draining.clear();
     // Content-addressed names: a file that exists already holds exactly this content.
     for (const a of applied.values()) {
@@ -678,6 +703,7 @@ class HaproxyDataPlane implements DataPlane {
           await rt.run(`add server ${srv} ${built.profile.address}${built.profile.args ? ' ' + built.profile.args : ''}`, undefined, { ok: /New server registered/ });
           await rt.run(`set server ${srv} state ready`, undefined, { ok: /^\s*$/ });
           ps = { profile: built.profile, files: built.files.map((f) => f.name), users: 0 };
+          for (const f of ps.files) this.ref(f, 1);
           this.profiles.set(key, ps);
         }
         const sameTrust = prev && prev.prepared.caKey === p.caKey;
@@ -758,6 +784,7 @@ class HaproxyDataPlane implements DataPlane {
     if (kind === 'cert') await this.runtime.putCertificate(name, pem, true);
     else await this.runtime.putCaFile(name, pem);
     this.store.add(name);
+    if (!this.refs.has(name)) this.unused.add(name); // deleted again if the change that needed it fails
   }
 
   private release(a: Applied): void {
@@ -772,6 +799,7 @@ class HaproxyDataPlane implements DataPlane {
       if (ps.users > 0) continue;
       this.profiles.delete(key);
       this.draining.add(ps.profile.slot);
+      for (const f of ps.files) this.ref(f, -1);
     }
     for (const slot of [...this.draining]) {
       const srv = `${originBackend(slot)}/s`;
@@ -784,13 +812,16 @@ class HaproxyDataPlane implements DataPlane {
         // Idle connections to the origin are still open: deleted on a later change (or the next reload).
       }
     }
-    const wanted = this.wantedStoreNames();
-    for (const name of [...this.store]) {
-      if (wanted.has(name)) continue;
+    for (const name of [...this.unused]) {
+      if (this.refs.has(name) || !this.store.has(name)) {
+        this.unused.delete(name);
+        continue;
+      }
       try {
         if (name.startsWith(this.layout.casDir)) await rt.run(`del ssl ca-file ${name}`, undefined, { ok: /deleted/i });
         else await rt.run(`del ssl cert ${name}`, undefined, { ok: /deleted/i });
         this.store.delete(name);
+        this.unused.delete(name);
         this.stale.add(name);
       } catch (e) {
         this.log.debug?.('haproxy store entry not deleted yet', { name, error: (e as Error).message });
