@@ -4,6 +4,8 @@
  * plane, and acknowledges the version once it is live (naming what failed). After a restart it starts from a full
  * snapshot; a missed change is never lost because every poll asks for everything after the version it last applied.
  */
+import * as http from 'node:http';
+import * as https from 'node:https';
 import type { Sealer } from '../domain/ports.js';
 import type { FeedHostname, FeedResponse } from '../domain/edge.js';
 import type { ApplyResult, DataPlane, HostnameConfig } from './contract.js';
@@ -45,17 +47,52 @@ export function startEdgeAgent(opts: EdgeAgentOptions): EdgeAgent {
   let inFlight: AbortController | null = null;
   const waiters: { version: number; resolve: () => void }[] = [];
 
+  // The agent's own connections to the control plane (kept alive between polls), all closed when it stops: a control
+  // plane shutting down in the same process (`serve --edge`) must not wait for idle connections it cannot see end.
+  const base = new URL(opts.controlPlane);
+  const client = base.protocol === 'https:' ? https : http;
+  const pool = new client.Agent({ keepAlive: true, maxSockets: 4 });
+
+  function request(method: string, path: string, body: unknown, signal?: AbortSignal): Promise<{ status: number; json: any }> {
+    return new Promise((resolve, reject) => {
+      const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+      const req = client.request(
+        new URL(`${opts.controlPlane}${path}`),
+        {
+          method,
+          agent: pool,
+          signal,
+          headers: {
+            authorization: `Bearer ${opts.credential}`,
+            ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            try {
+              resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+            } catch {
+              reject(new Error(`control plane ${method} ${path}: ${res.statusCode} (not JSON)`));
+            }
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
+    });
+  }
+
   async function call(method: string, path: string, body?: unknown): Promise<any> {
     const controller = new AbortController();
     inFlight = controller;
-    const res = await fetch(`${opts.controlPlane}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${opts.credential}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-      signal: controller.signal,
-    });
-    const json = (await res.json()) as { success: boolean; result: unknown; errors: { code: number; message: string }[] };
-    if (!json.success) throw new Error(`control plane ${method} ${path}: ${res.status} ${json.errors.map((e) => `${e.code} ${e.message}`).join('; ')}`);
+    const { status, json } = (await request(method, path, body, controller.signal)) as {
+      status: number;
+      json: { success: boolean; result: unknown; errors: { code: number; message: string }[] };
+    };
+    if (!json.success) throw new Error(`control plane ${method} ${path}: ${status} ${json.errors.map((e) => `${e.code} ${e.message}`).join('; ')}`);
     return json.result;
   }
 
@@ -115,13 +152,8 @@ export function startEdgeAgent(opts: EdgeAgentOptions): EdgeAgent {
       while (pendingHealth && !stopped) {
         const report = pendingHealth;
         try {
-          const res = await fetch(`${opts.controlPlane}/edge/v1/health`, {
-            method: 'POST',
-            headers: { authorization: `Bearer ${opts.credential}`, 'content-type': 'application/json' },
-            body: JSON.stringify(report),
-          });
-          const json = (await res.json()) as { success: boolean; errors: { code: number; message: string }[] };
-          if (!json.success) throw new Error(`control plane POST /edge/v1/health: ${res.status} ${json.errors.map((e) => `${e.code} ${e.message}`).join('; ')}`);
+          const { status, json } = await request('POST', '/edge/v1/health', report);
+          if (!json.success) throw new Error(`control plane POST /edge/v1/health: ${status} ${(json.errors as { code: number; message: string }[]).map((e) => `${e.code} ${e.message}`).join('; ')}`);
           if (pendingHealth === report) pendingHealth = null;
           backoff = 250;
         } catch (err) {
@@ -166,6 +198,8 @@ export function startEdgeAgent(opts: EdgeAgentOptions): EdgeAgent {
       stopped = true;
       inFlight?.abort();
       await loop;
+      await healthSender?.catch(() => undefined);
+      pool.destroy();
     },
   };
 }
