@@ -219,7 +219,9 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
             throw new ApiError('route.bad_identifier', req.url.split('?')[0]);
           }
         }
-        const principal = await authenticate(services.tenancy, req.headers).catch((err: unknown) => {
+        // One read of the tenancy version, then the token and the zone from memory while nothing changed.
+        const lookups = await services.tenancy.lookups();
+        const principal = await authenticate(lookups, req.headers).catch((err: unknown) => {
           if (spec.invalidTokenError && err instanceof ApiError && err.kind === 'auth.invalid_token') {
             throw new ApiError(spec.invalidTokenError);
           }
@@ -228,14 +230,14 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
         const ctx = { req, principal, params } as RouteContext<B>;
         if (params.zone_id !== undefined) {
           const zone = spec.permission
-            ? await authorizeZone(services.tenancy, principal, params.zone_id, spec.permission)
+            ? await authorizeZone(lookups, principal, params.zone_id, spec.permission)
             : null;
           if (zone) {
             ctx.zone = zone;
             ctx.scope = { type: 'zone', id: zone.id, accountId: zone.accountId, zone };
           }
         } else if (params.account_id !== undefined && spec.permission) {
-          await authorizeAccount(services.tenancy, principal, params.account_id, spec.permission);
+          await authorizeAccount(lookups, principal, params.account_id, spec.permission);
           ctx.scope = { type: 'account', id: params.account_id, accountId: params.account_id };
         }
         contexts.set(req, ctx);
