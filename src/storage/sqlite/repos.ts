@@ -206,8 +206,10 @@ export function createSqliteRepos(db: Database.Database): Repos {
       q('DELETE FROM aop_associations WHERE zone_id = :zone AND hostname = :hostname').run({ zone: zoneId, hostname });
     },
     async listAssociations(zoneId, statuses, page) {
-      const params = { zone: zoneId, statuses: statuses ? JSON.stringify(statuses) : null };
-      const where = `WHERE zone_id = :zone AND (:statuses IS NULL OR status ${IN_STATUSES})`;
+      // Two statements rather than `(:statuses IS NULL OR …)`: with the OR, SQLite cannot seek the (zone_id, status)
+      // index and runs the status test on every row of the zone (EXPLAIN QUERY PLAN; the count took 2.2x as long).
+      const params = statuses ? { zone: zoneId, statuses: JSON.stringify(statuses) } : { zone: zoneId };
+      const where = statuses ? `WHERE zone_id = :zone AND status ${IN_STATUSES}` : 'WHERE zone_id = :zone';
       return {
         totalCount: count(`SELECT count(*) AS n FROM aop_associations ${where}`, params),
         items: all(
