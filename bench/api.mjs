@@ -6,7 +6,8 @@
 // 1,000 and 1,000,000 stored associations; a bare node:http server answering the same bytes from memory, the
 // ceiling; Prism mocking the vendored OpenAPI file), seeds data through the storage layer (bench/lib/api-seed.mjs),
 // drives each scenario with wrk over loopback from a separate process (Lua scripts: Bearer header, bodies), and
-// reports every figure as a ratio to the ceiling measured in the same run, with p50/p99 and the server's peak RSS.
+// reports every figure as a ratio to the ceiling measured right before it (same scenario, same bytes), with p50/p99
+// and the server's peak RSS.
 //
 // Options: --quick (1k only, wrk -d2s; does not rewrite BENCHMARKS.md), --duration <s>, --warmup <s>,
 // --connections <n> (50), --threads <n> (wrk -t, 1), --sizes 1000,1000000, --dialects sqlite,postgres,
@@ -40,7 +41,6 @@ const opts = {
   pin: flag('--pin'),
   cpuProf: flag('--cpu-prof'),
   writeMd: !quick && !flag('--no-md'),
-  ceilingRounds: quick ? 1 : 2,
 };
 const distDir = resolve(process.cwd(), value('--dist', join(root, 'dist')));
 const distUrl = pathToFileURL(distDir + '/').href;
@@ -233,6 +233,14 @@ function scenarios(m, certs) {
   const certOf = (j) => m.hotCertIds[Math.floor(j / (m.perZone / m.hotCertIds.length))];
   const json = (v) => JSON.stringify(v);
   const put = (path, body) => ({ method: 'PUT', path, body: json(body) });
+  // Blocks of 100 hostnames sharing a certificate: a pass disables each block in turn, the next pass enables it.
+  const put100 = [false, true].flatMap((enabled) =>
+    Array.from({ length: m.perZone / 100 }, (_, b) =>
+      put(`${zone}/origin_tls_client_auth/hostnames`, {
+        config: Array.from({ length: 100 }, (_, k) => ({ hostname: host(b * 100 + k), cert_id: certOf(b * 100 + k), enabled })),
+      }),
+    ),
+  );
   const list = [
     {
       name: 'status',
@@ -267,26 +275,14 @@ function scenarios(m, certs) {
     {
       name: 'put100',
       label: 'PUT hostnames, 100 entries',
-      requests: [false, true].flatMap((enabled) =>
-        Array.from({ length: m.perZone / 100 }, (_, b) =>
-          put(`${zone}/origin_tls_client_auth/hostnames`, {
-            config: Array.from({ length: 100 }, (_, k) => ({ hostname: host(b * 100 + k), cert_id: certOf(b * 100 + k), enabled })),
-          }),
-        ),
-      ),
+      requests: put100,
     },
     {
       // The same PUTs from one connection at a time: the latency of a PUT itself, without queueing behind 49 others.
       name: 'put100-c1',
       label: 'PUT hostnames, 100 entries, 1 connection',
       connections: 1,
-      requests: [false, true].flatMap((enabled) =>
-        Array.from({ length: m.perZone / 100 }, (_, b) =>
-          put(`${zone}/origin_tls_client_auth/hostnames`, {
-            config: Array.from({ length: 100 }, (_, k) => ({ hostname: host(b * 100 + k), cert_id: certOf(b * 100 + k), enabled })),
-          }),
-        ),
-      ),
+      requests: put100,
     },
     {
       name: 'access',
@@ -344,9 +340,9 @@ async function startCertplane(name, dataset) {
   return { name, port, child, coldStartMs: r0(performance.now() - t0), profDir: opts.cpuProf ? profDir : null };
 }
 
-async function startCeiling() {
+async function startCeiling(mode = 'node') {
   const port = await freePort();
-  const child = spawnServer(process.execPath, [join(root, 'bench/lib/api-ceiling.mjs'), String(port)], process.env, work);
+  const child = spawnServer(process.execPath, [join(root, 'bench/lib/api-ceiling.mjs'), String(port), mode], process.env, work);
   await new Promise((res, rej) => {
     child.on('message', (m) => m.type === 'ready' && res());
     child.on('exit', (c) => rej(new Error(`ceiling server exited (${c})`)));
@@ -356,7 +352,7 @@ async function startCeiling() {
       child.once('message', res);
       child.send({ type: 'answer', status, body });
     });
-  return { name: 'ceiling', port, child, setAnswer };
+  return { name: mode === 'node' ? 'ceiling' : 'fastify', port, child, setAnswer };
 }
 
 function prismBin() {
@@ -454,14 +450,22 @@ const certsFile = await certificates();
 const allCerts = JSON.parse(readFileSync(certsFile, 'utf8'));
 const uploadCerts = allCerts.slice(10);
 
-const results = { startedAt: startedAt.toISOString(), mode: quick ? 'quick' : 'full', machine: info, settings: { ...opts, cpuPinning: canPin ? CPU : null }, datasets: {}, servers: {}, ceiling: {}, prism: null };
+const results = { startedAt: startedAt.toISOString(), mode: quick ? 'quick' : 'full', machine: info, settings: { ...opts, cpuPinning: canPin ? CPU : null }, datasets: {}, servers: {}, ceiling: {}, framework: {}, prism: null };
 /** The bytes certplane answered per scenario (the ceiling answers the same), from the first certplane server. */
 const answers = {};
+let firstServer = null;
 
 async function certplaneRuns(dialect, size) {
   const name = `${dialect}-${size >= 1e6 ? `${size / 1e6}M` : `${size / 1e3}k`}`;
+  firstServer ??= name;
   const dataset = dialect === 'sqlite' ? await sqliteDataset(size, certsFile) : await postgresDataset(size, certsFile);
   results.datasets[name] = { dialect, size, zones: dataset.manifest.zones, seededInS: dataset.seededInS ?? dataset.manifest.seededInS, fromCache: dataset.cached };
+  if (dialect === 'postgres') {
+    // The floor: one primary-key read per round trip, as fast as this machine does them, before any certplane code.
+    const r = run(process.execPath, [join(root, 'bench/lib/pg-floor.mjs'), dataset.db.url, dataset.manifest.hotZone.id, String(opts.durationS), String(opts.connections)]);
+    results.datasets[name].pgFloor = JSON.parse(r.out.split('\n').pop());
+    log(`${name}: PostgreSQL floor ${results.datasets[name].pgFloor.queriesPerS} primary-key reads/s`);
+  }
   const server = await startCertplane(name, dataset);
   server.pg = dialect === 'postgres';
   const out = { dialect, size, coldStartMs: server.coldStartMs, rssAfterStartMb: rss(server.child.pid).nowMb, scenarios: {} };
@@ -474,7 +478,9 @@ async function certplaneRuns(dialect, size) {
       throw new Error(`${name} ${sc.name}: ${first.method} ${first.path} answered ${probe.status}: ${probe.body.slice(0, 500)}`);
     }
     answers[sc.name] ??= { status: probe.status, body: probe.body };
-    out.scenarios[sc.name] = { status: probe.status, responseBytes: Buffer.byteLength(probe.body), ...(await measure(server, sc, cursor)) };
+    const ceiling = await measureCeiling(sc, probe);
+    if (name === firstServer) await measureFramework(sc, probe, ceiling);
+    out.scenarios[sc.name] = { status: probe.status, responseBytes: Buffer.byteLength(probe.body), ceiling, ...(await measure(server, sc, cursor)) };
   }
   out.peakRssMb = rss(server.child.pid).peakMb;
   await stopChild(server.child, 10_000);
@@ -483,16 +489,26 @@ async function certplaneRuns(dialect, size) {
   if (dataset.db.path) rmSync(dataset.db.path, { force: true });
 }
 
-async function ceilingRound(round) {
-  const server = await startCeiling();
-  for (const sc of scenarios({ hotZone: { id: '0'.repeat(32), name: 'x' }, hotCertIds: ['x'], perZone: 1000, uploadZoneIds: ['0'] }, uploadCerts.slice(0, 1))) {
-    const a = answers[sc.name];
-    if (!a) continue;
-    await server.setAnswer(a.status, a.body);
-    const row = await measure(server, sc, { i: 0 }, { ceiling: true });
-    (results.ceiling[sc.name] ??= { responseBytes: Buffer.byteLength(a.body), status: a.status, rounds: [] }).rounds.push(row);
-  }
-  await stopChild(server.child);
+let ceilingServer = null;
+/**
+ * The ceiling for one scenario, measured right before the server it is compared with: the bare node:http server
+ * answers the bytes that server just answered, under the same wrk settings. Adjacent runs see the same machine.
+ */
+async function measureCeiling(sc, answer) {
+  ceilingServer ??= await startCeiling();
+  await ceilingServer.setAnswer(answer.status, answer.body);
+  const { wrkOutput, ...row } = await measure(ceilingServer, sc, { i: 0 }, { ceiling: true });
+  (results.ceiling[sc.name] ??= { responseBytes: Buffer.byteLength(answer.body), connections: row.connections, runs: [] }).runs.push(row);
+  return { ...row, wrkOutput };
+}
+
+let frameworkServer = null;
+/** Fastify answering the same bytes, right after the ceiling run it is compared with (first certplane server only). */
+async function measureFramework(sc, answer, ceiling) {
+  frameworkServer ??= await startCeiling('fastify');
+  await frameworkServer.setAnswer(answer.status, answer.body);
+  const row = await measure(frameworkServer, sc, { i: 0 });
+  results.framework[sc.name] = { ...row, vsCeiling: r3(row.rps / ceiling.rps) };
 }
 
 async function prismRuns(manifest) {
@@ -501,7 +517,9 @@ async function prismRuns(manifest) {
   const out = { version: server.version, scenarios: {} };
   for (const sc of scenarios(manifest, uploadCerts)) {
     const probe = await request(server.port, sc.requests[0], HEADERS);
-    out.scenarios[sc.name] = { status: probe.status, responseBytes: Buffer.byteLength(probe.body), ...(await measure(server, sc, { i: 1 })) };
+    // Prism's answers differ from certplane's; its ceiling answers certplane's bytes, like every other row's.
+    const ceiling = answers[sc.name] ? await measureCeiling(sc, answers[sc.name]) : null;
+    out.scenarios[sc.name] = { status: probe.status, responseBytes: Buffer.byteLength(probe.body), ceiling, ...(await measure(server, sc, { i: 1 })) };
   }
   out.peakRssMb = rss(server.child.pid).peakMb;
   await stopChild(server.child);
@@ -511,17 +529,14 @@ async function prismRuns(manifest) {
 try {
   const order = [];
   for (const dialect of opts.dialects) for (const size of opts.sizes) order.push([dialect, size]);
-  // The first certplane server gives the ceiling its answers; the ceiling is measured right after it, and again at
-  // the end of a full run, so drift over the run shows in its spread.
-  await certplaneRuns(...order[0]);
-  await ceilingRound(1);
-  for (const o of order.slice(1)) await certplaneRuns(...o);
+  for (const o of order) await certplaneRuns(...o);
   if (opts.prism) {
     const m = JSON.parse(readFileSync(`${join(cacheDir, `api-sqlite-${opts.sizes[0]}-${schemaKey()}.db`)}.json`, 'utf8'));
     await prismRuns(m);
   }
-  if (opts.ceilingRounds > 1) await ceilingRound(2);
 } finally {
+  if (ceilingServer) await stopChild(ceilingServer.child);
+  if (frameworkServer) await stopChild(frameworkServer.child);
   if (cluster) await cluster.stop().catch(() => undefined);
   rmSync(work, { recursive: true, force: true });
 }
@@ -529,15 +544,17 @@ try {
 // --- report -----------------------------------------------------------------------------------------------------
 
 for (const c of Object.values(results.ceiling)) {
-  c.rps = r0(c.rounds.reduce((a, r) => a + r.rps, 0) / c.rounds.length);
-  c.p50Ms = r2(c.rounds.reduce((a, r) => a + r.p50Ms, 0) / c.rounds.length);
-  c.p99Ms = r2(c.rounds.reduce((a, r) => a + r.p99Ms, 0) / c.rounds.length);
-  c.peakRssMb = Math.max(...c.rounds.map((r) => r.peakRssMb));
-  c.spread = c.rounds.length > 1 ? r2(Math.abs(c.rounds[0].rps - c.rounds[1].rps) / c.rps) : null;
+  const rps = c.runs.map((r) => r.rps);
+  c.rps = r0(rps.reduce((a, b) => a + b, 0) / rps.length);
+  c.minRps = Math.min(...rps);
+  c.maxRps = Math.max(...rps);
+  c.p50Ms = r2(c.runs.reduce((a, r) => a + r.p50Ms, 0) / c.runs.length);
+  c.p99Ms = r2(c.runs.reduce((a, r) => a + r.p99Ms, 0) / c.runs.length);
+  c.cpuPerReqUs = r0(c.runs.reduce((a, r) => a + r.serverCpuPerReqUs, 0) / c.runs.length);
+  c.peakRssMb = Math.max(...c.runs.map((r) => r.peakRssMb));
 }
-const ratio = (sc, rps) => (results.ceiling[sc]?.rps ? r3(rps / results.ceiling[sc].rps) : null);
 for (const s of [...Object.values(results.servers), ...(results.prism ? [results.prism] : [])]) {
-  for (const [name, row] of Object.entries(s.scenarios)) row.vsCeiling = ratio(name, row.rps);
+  for (const row of Object.values(s.scenarios)) row.vsCeiling = row.ceiling?.rps ? r3(row.rps / row.ceiling.rps) : null;
 }
 results.durationS = r0((Date.now() - started) / 1000);
 results.loadavgEnd = loadavg().map(r2);
@@ -597,18 +614,18 @@ function markdown() {
     '',
     `\`wrk -t${opts.threads} -c${opts.connections} -d${opts.durationS}s --latency\` after a ${opts.warmupS} s warm-up, Lua script ` +
       `with \`Authorization: Bearer …\`, ${canPin ? 'servers pinned to CPU 0 and wrk to CPU 1' : 'no CPU pinning (server, wrk and PostgreSQL share both CPUs)'}. ` +
-      `Ceiling: bare \`node:http\` answering the same bytes from memory, ${opts.ceilingRounds} round(s)` +
-      (opts.ceilingRounds > 1
-        ? ` (first after the first certplane server, last at the end; spread between rounds ${Math.round(Math.max(...Object.values(results.ceiling).map((c) => c.spread ?? 0)) * 100)} % at most)`
-        : '') +
-      '.',
+      'Ceiling: bare `node:http` answering the same bytes from memory, measured right before each row with the same ' +
+      'wrk settings; each row\'s ratio is to its own ceiling run (the ceiling rows show the mean and the range over the run, ' +
+      'which is how much the machine moved).',
     '',
   );
   const servers = Object.entries(results.servers);
   L.push('| scenario | server | req/s | **vs ceiling** | p50 | p99 | server CPU / req | peak RSS | errors |', '|---|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const sc of Object.keys(results.ceiling)) {
     const c = results.ceiling[sc];
-    L.push(`| ${sc} (${fmt(c.responseBytes)} B answer${c.rounds[0].connections !== opts.connections ? `, ${c.rounds[0].connections} connection` : ''}) | ceiling: bare node:http | ${fmt(c.rps)} | 1.00 | ${ms(c.p50Ms)} | ${ms(c.p99Ms)} | ${fmt(c.rounds[0].serverCpuPerReqUs)} µs | ${fmt(c.peakRssMb)} MB | 0 |`);
+    L.push(`| ${sc} (${fmt(c.responseBytes)} B answer${c.connections !== opts.connections ? `, ${c.connections} connection` : ''}) | ceiling: bare node:http (mean; range) | ${fmt(c.rps)} (${fmt(c.minRps)}–${fmt(c.maxRps)}) | 1.00 | ${ms(c.p50Ms)} | ${ms(c.p99Ms)} | ${fmt(c.cpuPerReqUs)} µs | ${fmt(c.peakRssMb)} MB | 0 |`);
+    const f = results.framework[sc];
+    if (f) L.push(`| | framework floor: Fastify answering the same bytes | ${fmt(f.rps)} | **${f.vsCeiling?.toFixed(2)}** | ${ms(f.p50Ms)} | ${ms(f.p99Ms)} | ${fmt(f.serverCpuPerReqUs)} µs | ${fmt(f.peakRssMb)} MB | ${fmt(f.errors)} |`);
     for (const [name, s] of servers) {
       const r = s.scenarios[sc];
       if (!r) continue;
@@ -621,6 +638,16 @@ function markdown() {
   for (const [name, s] of servers) {
     const d = results.datasets[name];
     L.push(`| certplane ${name} | ${fmt(s.size)} | ${fmt(d.zones)} | ${d.seededInS} s${d.fromCache ? ' (cached)' : ''} | ${fmt(s.coldStartMs)} ms | ${fmt(s.rssAfterStartMb)} MB | ${fmt(s.peakRssMb)} MB |`);
+  }
+  const floors = Object.entries(results.datasets).filter(([, d]) => d.pgFloor);
+  if (floors.length) {
+    L.push(
+      '',
+      'PostgreSQL floor (`bench/lib/pg-floor.mjs`, right before each PostgreSQL server): one primary-key read per round trip, ' +
+        `${opts.connections} concurrent loops over a pool of 10, nothing else: ` +
+        floors.map(([n, d]) => `${n} ${fmt(d.pgFloor.queriesPerS)} reads/s (${d.pgFloor.clientCpuPerQueryUs} µs of Node CPU each)`).join(', ') +
+        '. A GET of a hostname\'s status makes 3 such reads (tenancy version, association, certificate).',
+    );
   }
   L.push('', '| target | measured | met |', '|---|---:|---|');
   for (const t of results.targets) L.push(`| ${t.target} | ${t.value} | ${t.met ? '**met**' : '**not met**'} |`);
