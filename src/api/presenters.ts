@@ -9,8 +9,9 @@ import type {
   Zone,
   Account,
 } from '../domain/model.js';
+import { toIso } from '../util/time.js';
 
-const ts = (d: Date): string => d.toISOString();
+const ts = toIso;
 
 /** Hostname certificate (and the GET/LIST/DELETE shape of zone certificates, which also carry serial_number). */
 export const aopCertificate = (c: AopCertificate) => ({
