@@ -27,7 +27,6 @@ import { registerEdgeRoutes } from './api/routes/edge.js';
 import type { Clock, Ids, Store } from './domain/ports.js';
 import { createTenancyService } from './domain/tenancy.js';
 import { VAULT_CHECK_META } from './domain/keys.js';
-import { openPostgresStore } from './storage/postgres/store.js';
 import { openSqliteStore } from './storage/sqlite/store.js';
 
 export const systemClock: Clock = { now: () => new Date() };
@@ -58,6 +57,8 @@ const VAULT_CHECK = VAULT_CHECK_META;
 /** The configured database: PostgreSQL when a URL is given, else the embedded SQLite file. Migrations run here. */
 export async function openStore(config: CertplaneConfig): Promise<Store> {
   if (config.databaseUrl) {
+    // Loaded only for PostgreSQL: a SQLite server starts without loading pg.
+    const { openPostgresStore } = await import('./storage/postgres/store.js');
     return openPostgresStore({
       connectionString: config.databaseUrl,
       max: config.databasePoolMax,

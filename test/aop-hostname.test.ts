@@ -731,6 +731,11 @@ describe('PUT hostnames: validation', () => {
         assertError(r, 400, 1418, MSG.notInZone(shown));
         assertPointer(r, '/config/0/hostname');
       }
+      // In one batch, zones looked up for earlier entries are remembered: a later entry under the nested zone is
+      // still judged by its own most specific zone.
+      const batch = await put(s, [entry('a.example.com'), entry('b.example.com'), entry('b.sub.example.com')]);
+      assertError(batch, 400, 1418, MSG.notInZone('b.sub.example.com'));
+      assertPointer(batch, '/config/2/hostname');
       const dup = await put(s, [entry('app.example.com'), entry('other.example.com'), entry('APP.Example.com.')]);
       assertError(dup, 400, 1419, MSG.duplicateHost('app.example.com'));
       assertPointer(dup, '/config/2/hostname');

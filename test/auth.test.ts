@@ -8,7 +8,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { assertError, assertOk, startServer, type ApiResponse, type TestServer } from './helpers/harness.js';
-import { storedText } from './helpers/store.js';
+import { openTestStore, storedText } from './helpers/store.js';
+import type { Store } from '../src/domain/ports.js';
+import { createTenancyService } from '../src/domain/tenancy.js';
+import { randomIds } from '../src/main.js';
 import type { Account, Zone } from '../src/domain/model.js';
 
 const HOUR = 3_600_000;
@@ -626,5 +629,41 @@ describe('secrets at rest', () => {
       const hash = createHash('sha256').update(secret, 'utf8').digest('hex');
       assert.ok(everything.includes(hash), 'the SHA-256 hash of a secret is stored');
     }
+  });
+});
+
+describe('credential and zone cache: changes made through another connection are seen at once', () => {
+  let srv: TestServer;
+  let other: Store;
+  before(async () => {
+    srv = await startServer();
+    // Another connection to the same database, as the CLI (another process) or another API node has.
+    other = await openTestStore(srv.dir);
+  });
+  after(async () => {
+    await other.close();
+    await srv.close();
+  });
+
+  test('a token revoked through another connection is refused on the next request', async () => {
+    const elsewhere = createTenancyService({ store: other, clock: srv.clock, ids: randomIds });
+    const { token, secret } = await elsewhere.createToken({ name: 'revoked elsewhere', policies: [{ permissions: ['ssl:read'], scopes: [{ type: 'all' }] }] });
+    const path = `/zones/${srv.zoneId}/origin_tls_client_auth/settings`;
+    // Twice: the second answer comes from the cache.
+    assertOk(await srv.request('GET', path, { token: secret }));
+    assertOk(await srv.request('GET', path, { token: secret }));
+    await elsewhere.revokeToken(token.id);
+    assertError(await srv.request('GET', path, { token: secret }), 401, 9109);
+  });
+
+  test('a zone changed through another connection is seen on the next request', async () => {
+    const path = `/zones/${srv.zoneId}/origin_tls_client_auth/settings`;
+    assert.equal(assertOk(await srv.request('GET', path)).enabled, false);
+    assert.equal(assertOk(await srv.request('GET', path)).enabled, false);
+    await other.write(async (r) => {
+      const zone = await r.tenancy.getZone(srv.zoneId);
+      await r.tenancy.updateZone({ ...zone!, aopEnabled: true });
+    });
+    assert.equal(assertOk(await srv.request('GET', path)).enabled, true);
   });
 });

@@ -4,7 +4,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Permission, Zone } from '../domain/model.js';
-import { API_KEY_RE, isAllowed, type Principal, type Resource, type TenancyService } from '../domain/tenancy.js';
+import { API_KEY_RE, isAllowed, type CredentialLookups, type Principal, type Resource } from '../domain/tenancy.js';
 import { ApiError } from './errors.js';
 
 /** The scheme name is case-insensitive (RFC 9110 §11.1). */
@@ -16,7 +16,7 @@ const header = (h: IncomingHttpHeaders, name: string): string | undefined => {
   return Array.isArray(v) ? v[0] : v;
 };
 
-export async function authenticate(tenancy: TenancyService, headers: IncomingHttpHeaders): Promise<Principal> {
+export async function authenticate(tenancy: CredentialLookups, headers: IncomingHttpHeaders): Promise<Principal> {
   const authorization = header(headers, 'authorization');
   const email = header(headers, 'x-auth-email');
   const key = header(headers, 'x-auth-key');
@@ -42,7 +42,7 @@ export async function authenticate(tenancy: TenancyService, headers: IncomingHtt
  * 403, so ids cannot be probed.
  */
 export async function authorizeZone(
-  tenancy: TenancyService,
+  tenancy: CredentialLookups,
   principal: Principal,
   zoneId: string,
   permission: Permission,
@@ -53,7 +53,7 @@ export async function authorizeZone(
 }
 
 export async function authorizeAccount(
-  tenancy: TenancyService,
+  tenancy: CredentialLookups,
   principal: Principal,
   accountId: string,
   permission: Permission,

@@ -9,8 +9,9 @@ import type {
   Zone,
   Account,
 } from '../domain/model.js';
+import { toIso } from '../util/time.js';
 
-const ts = (d: Date): string => d.toISOString();
+const ts = toIso;
 
 /** Hostname certificate (and the GET/LIST/DELETE shape of zone certificates, which also carry serial_number). */
 export const aopCertificate = (c: AopCertificate) => ({
@@ -34,12 +35,16 @@ export const association = (a: HostnameAssociation) => ({
   updated_at: ts(a.updatedAt),
 });
 
-/** Association with its certificate, as GET /hostnames/{hostname} and PUT /hostnames answer. */
+/**
+ * Association with its certificate, as GET /hostnames/{hostname} and PUT /hostnames answer. One object literal for
+ * every case (absent fields are `undefined`, which JSON leaves out): a spread in front of it made V8 build each one
+ * slowly and in dictionary mode, 14 % of a PUT of 100 in the profile.
+ */
 export function associationDetail(v: AssociationView, withId = false) {
   const a = v.association;
   const c = v.certificate;
   return {
-    ...(withId ? { id: a.certId } : {}),
+    id: withId ? a.certId : undefined,
     cert_id: a.certId,
     cert_status: c?.status ?? 'deleted',
     cert_updated_at: c ? ts(c.updatedAt) : undefined,

@@ -11,10 +11,11 @@ import { EDGE_ENGINES, runEdge, type EdgeEngine } from '../edge/run.js';
 import { createKeyVault, loadOrCreateMasterKey, parseMasterKey, verificationToken } from '../crypto/vault.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { issueDevServerCertificate, loadOrCreateDevCa } from '../pki/issue.js';
 import { permissionsFromGroups } from '../domain/tenancy.js';
 import { createCertplane, StartupError, type Certplane } from '../main.js';
-import { migratePostgres, openPostgresStore } from '../storage/postgres/store.js';
+// Loaded where used (PostgreSQL, the development CA): `serve` on SQLite starts faster without pg and @peculiar/x509.
+const postgres = () => import('../storage/postgres/store.js');
+const devCa = () => import('../pki/issue.js');
 import { copyStore, CopyError } from '../storage/copy.js';
 import { randomBytes } from 'node:crypto';
 import { rotateSealedKeys } from '../domain/keys.js';
@@ -170,7 +171,7 @@ program
   .description('apply pending database migrations and exit (serve also does this on start; safe with several nodes)')
   .action(async () => {
     const cfg = config();
-    const applied = cfg.databaseUrl ? await migratePostgres(cfg.databaseUrl) : migrateSqliteFile(cfg.databasePath);
+    const applied = cfg.databaseUrl ? await (await postgres()).migratePostgres(cfg.databaseUrl) : migrateSqliteFile(cfg.databasePath);
     json({ database: describeDatabase(cfg), applied });
   });
 
@@ -183,7 +184,7 @@ program
     if (!existsSync(o.from)) throw new InvalidArgumentError(`no SQLite database at ${o.from}`);
     const from = openSqliteStore({ path: o.from });
     try {
-      const to = await openPostgresStore({ connectionString: o.to, applicationName: 'certplane copy' });
+      const to = await (await postgres()).openPostgresStore({ connectionString: o.to, applicationName: 'certplane copy' });
       try {
         json(await copyStore(from, to));
       } finally {
@@ -290,6 +291,7 @@ hostnameCmd
         if (!m) throw new InvalidArgumentError('--origin is address:port');
         let pair: { certPem: string; keyPem: string };
         if (o.devCert) {
+          const { issueDevServerCertificate, loadOrCreateDevCa } = await devCa();
           const ca = await loadOrCreateDevCa(join(config().dataDir, 'dev-ca'));
           if (ca.created) {
             process.stderr.write(

@@ -201,9 +201,10 @@ export function createAopService(deps: {
       await r.locks.zone(zone.id);
       const now = clock.now();
       const certs = new Map<string, AopCertificate>();
+      const zonesByName = new Map<string, Zone | null>();
       for (const [i, w] of wanted.entries()) {
         // With nested zones (example.com and sub.example.com), a hostname belongs to the most specific one.
-        if ((await owningZone(r, w.hostname))?.id !== zone.id) {
+        if ((await owningZone(r, w.hostname, zonesByName))?.id !== zone.id) {
           throw new DomainError('aop.hostname_not_in_zone', w.hostname, `/config/${i}/hostname`);
         }
         if (certs.has(w.certId)) continue;

@@ -79,6 +79,12 @@ export interface TenancyRepo {
   getMeta(key: string): Promise<string | null>;
   setMeta(key: string, value: string): Promise<void>;
   listMeta(): Promise<[string, string][]>;
+
+  /**
+   * A number the database raises with every committed change to accounts, zones, users, memberships or tokens, made
+   * by any process sharing the database (triggers keep it). One small row: cheap enough to read on every request.
+   */
+  tenancyVersion(): Promise<number>;
 }
 
 export interface AopRepo {

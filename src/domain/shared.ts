@@ -17,10 +17,18 @@ export function requireHostname(input: unknown, pointer?: string): string {
   return r.hostname;
 }
 
-/** The zone that owns a hostname: the longest zone apex that the hostname is equal to or under. */
-export async function owningZone(r: Repos, hostname: string): Promise<Zone | null> {
+/**
+ * The zone that owns a hostname: the longest zone apex that the hostname is equal to or under. `byName` remembers
+ * names already looked up in the same transaction: the hostnames of one request share their parents (a PUT of 100
+ * hostnames under one zone looks that zone's name up once, not 100 times).
+ */
+export async function owningZone(r: Repos, hostname: string, byName?: Map<string, Zone | null>): Promise<Zone | null> {
   for (const candidate of parentDomains(hostname)) {
-    const zone = await r.tenancy.getZoneByName(candidate);
+    let zone = byName?.get(candidate);
+    if (zone === undefined) {
+      zone = await r.tenancy.getZoneByName(candidate);
+      byName?.set(candidate, zone);
+    }
     if (zone) return zone;
   }
   return null;

@@ -94,11 +94,69 @@ export type TokenCheck =
 
 export type TenancyService = ReturnType<typeof createTenancyService>;
 
+/** The lookups one API request makes to authenticate its caller and authorise it on a zone or account. */
+export interface CredentialLookups {
+  checkToken(secret: string): Promise<TokenCheck>;
+  checkApiKey(email: string, apiKey: string): Promise<Principal | null>;
+  getZone(id: string): Promise<Zone | null>;
+  getAccount(id: string): Promise<Account | null>;
+}
+
+/** Entries kept per kind before the cache starts again from empty (a bound on memory, not a tuning knob). */
+const CACHE_LIMIT = 10_000;
+
 export function createTenancyService(deps: { store: Store; clock: Clock; ids: Ids }) {
   const { store, clock, ids } = deps;
 
   /** Runs `fn` in the caller's transaction when given one, else in a transaction of its own. */
   const inTx = <T>(tx: Repos | undefined, fn: (r: Repos) => Promise<T>): Promise<T> => (tx ? fn(tx) : store.write(fn));
+
+  /**
+   * Tokens, users (with their memberships), zones and accounts as last read, valid while the database's tenancy
+   * version (raised by triggers on every change, by any process) is the one they were read at. Only rows that exist
+   * are kept, so unknown secrets cannot fill it. Expiry and not-before are checked on every use, not cached.
+   */
+  const cache = {
+    version: -1,
+    tokens: new Map<string, ApiToken>(),
+    users: new Map<string, { user: User; accountIds: string[] }>(),
+    zones: new Map<string, Zone>(),
+    accounts: new Map<string, Account>(),
+  };
+  async function cached<T>(map: Map<string, T>, key: string, version: number, load: () => Promise<T | null>): Promise<T | null> {
+    const hit = map.get(key);
+    if (hit !== undefined) return hit;
+    const value = await load();
+    // Only under the version it was read at: a lookup that raced with a change must not outlive that change.
+    if (value !== null && cache.version === version) {
+      if (map.size >= CACHE_LIMIT) map.clear();
+      map.set(key, value);
+    }
+    return value;
+  }
+
+  function checkTokenRow(token: ApiToken | null): TokenCheck {
+    if (!token) return { ok: false, reason: 'unknown' };
+    const now = clock.now();
+    if (token.status !== 'active') return { ok: false, reason: 'disabled' };
+    if (token.expiresOn && token.expiresOn.getTime() <= now.getTime()) return { ok: false, reason: 'expired' };
+    if (token.notBefore && token.notBefore.getTime() > now.getTime()) return { ok: false, reason: 'not_yet_valid' };
+    return { ok: true, token };
+  }
+
+  function checkUserKey(entry: { user: User; accountIds: string[] } | null, apiKey: string): Principal | null {
+    if (!entry) return null;
+    const a = Buffer.from(entry.user.apiKeyHash, 'hex');
+    const b = Buffer.from(hashSecret(apiKey), 'hex');
+    if (a.length !== b.length || !timingSafeEqual(a, b)) return null;
+    return { type: 'user', user: entry.user, accountIds: entry.accountIds };
+  }
+
+  const loadUser = (email: string) =>
+    store.read(async (r) => {
+      const user = await r.tenancy.getUserByEmail(email);
+      return user ? { user, accountIds: await r.tenancy.listMemberships(user.id) } : null;
+    });
 
   function zoneName(name: string): string {
     const r = normalizeHostname(name);
@@ -230,25 +288,37 @@ export function createTenancyService(deps: { store: Store; clock: Clock; ids: Id
 
     /** Looks a bearer secret up by hash and checks it is usable now. */
     async checkToken(secret: string): Promise<TokenCheck> {
-      const token = await store.read((r) => r.tenancy.getTokenBySecretHash(hashSecret(secret)));
-      if (!token) return { ok: false, reason: 'unknown' };
-      const now = clock.now();
-      if (token.status !== 'active') return { ok: false, reason: 'disabled' };
-      if (token.expiresOn && token.expiresOn.getTime() <= now.getTime()) return { ok: false, reason: 'expired' };
-      if (token.notBefore && token.notBefore.getTime() > now.getTime()) return { ok: false, reason: 'not_yet_valid' };
-      return { ok: true, token };
+      return checkTokenRow(await store.read((r) => r.tenancy.getTokenBySecretHash(hashSecret(secret))));
     },
 
     /** Email + global API key; null when either is wrong. */
     async checkApiKey(email: string, apiKey: string): Promise<Principal | null> {
-      return store.read(async (r) => {
-        const user = await r.tenancy.getUserByEmail(email.trim().toLowerCase());
-        if (!user) return null;
-        const a = Buffer.from(user.apiKeyHash, 'hex');
-        const b = Buffer.from(hashSecret(apiKey), 'hex');
-        if (a.length !== b.length || !timingSafeEqual(a, b)) return null;
-        return { type: 'user', user, accountIds: await r.tenancy.listMemberships(user.id) };
-      });
+      return checkUserKey(await loadUser(email.trim().toLowerCase()), apiKey);
+    },
+
+    /**
+     * The same lookups as checkToken, checkApiKey, getZone and getAccount, for one request: the tenancy version is
+     * read once (one small row), and rows read at that version are answered from memory. A change committed before
+     * this call, by this process or any other, is always seen.
+     */
+    async lookups(): Promise<CredentialLookups> {
+      const version = await store.read((r) => r.tenancy.tenancyVersion());
+      if (version !== cache.version) {
+        cache.version = version;
+        for (const m of [cache.tokens, cache.users, cache.zones, cache.accounts]) m.clear();
+      }
+      return {
+        checkToken: async (secret) => {
+          const hash = hashSecret(secret);
+          return checkTokenRow(await cached(cache.tokens, hash, version, () => store.read((r) => r.tenancy.getTokenBySecretHash(hash))));
+        },
+        checkApiKey: async (email, apiKey) => {
+          const e = email.trim().toLowerCase();
+          return checkUserKey(await cached(cache.users, e, version, () => loadUser(e)), apiKey);
+        },
+        getZone: (id) => cached(cache.zones, id, version, () => store.read((r) => r.tenancy.getZone(id))),
+        getAccount: (id) => cached(cache.accounts, id, version, () => store.read((r) => r.tenancy.getAccount(id))),
+      };
     },
 
     getZone: (id: string) => store.read((r) => r.tenancy.getZone(id)),

@@ -109,6 +109,9 @@ export function parsePrivateKey(pemText: string): KeyObject {
  */
 export function keyMatchesCertificate(key: KeyObject, cert: ParsedCertificate): boolean {
   try {
+    // OpenSSL's own check (X509_check_private_key: the same semantic comparison, done on the parsed keys) takes about
+    // 1 µs; exporting the public key to SPKI DER took about 300 µs with Node 20's OpenSSL 3.0, a fifth of an upload.
+    if (key.type === 'private' && cert.x509.checkPrivateKey(key)) return true;
     const pub = key.type === 'public' ? key : createPublicKey(key);
     const spki = pub.export({ type: 'spki', format: 'der' });
     if (spki.equals(cert.publicKeySpki)) return true;

@@ -13,14 +13,15 @@ import type {
 } from '../../domain/model.js';
 import type { AccessRepo, AopRepo, EdgeRepo, EventRepo, Repos, TenancyRepo, ZoneQuery } from '../../domain/ports.js';
 import { createRowMappers, offset, type Row } from '../rows.js';
+import { parseIso, toIso } from '../../util/time.js';
 
-const iso = (d: Date): string => d.toISOString();
-const isoOrNull = (d: Date | null): string | null => (d ? d.toISOString() : null);
+const iso = toIso;
+const isoOrNull = (d: Date | null): string | null => (d ? toIso(d) : null);
 
 /** SQLite gives times as ISO text, booleans as 0/1, JSON columns as text and integers as numbers. */
 const bool = (v: unknown): boolean => v === 1 || v === true;
 const mappers = createRowMappers({
-  date: (v) => new Date(v as string),
+  date: (v) => parseIso(v as string),
   bool,
   boolOrNull: (v) => (v === null ? null : bool(v)),
   json: <T>(v: unknown): T => JSON.parse(v as string) as T,
@@ -43,15 +44,43 @@ function statements(db: Database.Database) {
 /** `IN (...)` over a list of statuses, as a JSON array so one prepared statement serves any list. */
 const IN_STATUSES = 'IN (SELECT value FROM json_each(:statuses))';
 
+/**
+ * Prepares each query once, in raw mode (rows as arrays), with a function that turns a row into a `Row` object.
+ * better-sqlite3 builds row objects through V8's C++ API, one property at a time; building them in JavaScript from
+ * the arrays is faster (rows of a page of 1,000 associations: 2.9 → 1.7 ms; one row: 5.0 → 4.2 µs).
+ */
+function readers(db: Database.Database) {
+  const cache = new Map<string, { stmt: Database.Statement; toRow: (values: unknown[]) => Row }>();
+  return (sql: string) => {
+    let r = cache.get(sql);
+    if (!r) {
+      const stmt = db.prepare(sql).raw(true);
+      const names = stmt.columns().map((c) => c.name);
+      const toRow = (values: unknown[]): Row => {
+        const row: Row = {};
+        for (let i = 0; i < names.length; i++) row[names[i]] = values[i];
+        return row;
+      };
+      r = { stmt, toRow };
+      cache.set(sql, r);
+    }
+    return r;
+  };
+}
+
 export function createSqliteRepos(db: Database.Database): Repos {
   const q = statements(db);
+  const read = readers(db);
   const one = <T>(sql: string, map: (r: Row) => T, params: unknown = {}): T | null => {
-    const row = q(sql).get(params) as Row | undefined;
-    return row ? map(row) : null;
+    const { stmt, toRow } = read(sql);
+    const values = stmt.get(params) as unknown[] | undefined;
+    return values ? map(toRow(values)) : null;
   };
-  const all = <T>(sql: string, map: (r: Row) => T, params: unknown = {}): T[] =>
-    (q(sql).all(params) as Row[]).map(map);
-  const count = (sql: string, params: unknown): number => (q(sql).get(params) as { n: number }).n;
+  const all = <T>(sql: string, map: (r: Row) => T, params: unknown = {}): T[] => {
+    const { stmt, toRow } = read(sql);
+    return (stmt.all(params) as unknown[][]).map((values) => map(toRow(values)));
+  };
+  const count = (sql: string, params: unknown): number => (read(sql).stmt.get(params) as [number])[0];
 
   const tenancy: TenancyRepo = {
     async insertAccount(a: Account) {
@@ -128,6 +157,7 @@ export function createSqliteRepos(db: Database.Database): Repos {
     async setMeta(key, value) {
       q('INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run({ key, value });
     },
+    tenancyVersion: async () => (q('SELECT version FROM tenancy_version WHERE id = 1').get() as { version: number }).version,
   };
 
   const aop: AopRepo = {
@@ -205,8 +235,13 @@ export function createSqliteRepos(db: Database.Database): Repos {
       q('DELETE FROM aop_associations WHERE zone_id = :zone AND hostname = :hostname').run({ zone: zoneId, hostname });
     },
     async listAssociations(zoneId, statuses, page) {
-      const params = { zone: zoneId, statuses: statuses ? JSON.stringify(statuses) : null };
-      const where = `WHERE zone_id = :zone AND (:statuses IS NULL OR status ${IN_STATUSES})`;
+      // A statement per shape rather than `(:statuses IS NULL OR …)`: with the OR, SQLite cannot seek the
+      // (zone_id, status, hostname) index and tests the status of every row of the zone (EXPLAIN QUERY PLAN; the
+      // count took 2.2x as long). One status (the default filter is `active`) walks that index in hostname order, so
+      // the rows an OFFSET skips are skipped in the index, without reading the table (page 20 of 50: 350 → 160 µs).
+      const single = statuses?.length === 1;
+      const params = !statuses ? { zone: zoneId } : single ? { zone: zoneId, status: statuses[0] } : { zone: zoneId, statuses: JSON.stringify(statuses) };
+      const where = !statuses ? 'WHERE zone_id = :zone' : single ? 'WHERE zone_id = :zone AND status = :status' : `WHERE zone_id = :zone AND status ${IN_STATUSES}`;
       return {
         totalCount: count(`SELECT count(*) AS n FROM aop_associations ${where}`, params),
         items: all(

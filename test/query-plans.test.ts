@@ -1,0 +1,130 @@
+/**
+ * The queries an API request makes on its hot paths use indexes, on both dialects: each repository call below is
+ * recorded (SQL text and parameters) and explained, and no plan may scan a whole table or sort a page of a list that
+ * an index can give in order. What each request costs must not grow with what the database stores.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import type { Repos } from '../src/domain/ports.js';
+import { migratePostgres } from '../src/storage/postgres/store.js';
+import { createPostgresRepos, type Queryable } from '../src/storage/postgres/repos.js';
+import { migrateSqlite } from '../src/storage/sqlite/store.js';
+import { createSqliteRepos } from '../src/storage/sqlite/repos.js';
+import { requirePostgresOrSkip, testDatabaseUrl } from './helpers/pg.js';
+
+const ZONE = 'a'.repeat(32);
+const CERT = '00000000-0000-4000-8000-000000000001';
+/** Tables that grow with an installation: a plan may only reach them through an index. */
+const BIG = ['aop_associations', 'aop_certificates', 'tokens', 'zones', 'users', 'memberships', 'access_settings', 'access_certificates'];
+
+/** The repository calls one API request makes on the hot paths the benchmark measures. */
+async function hotPaths(r: Repos): Promise<void> {
+  await r.tenancy.tenancyVersion();
+  await r.tenancy.getTokenBySecretHash('f'.repeat(64));
+  await r.tenancy.getZone(ZONE);
+  await r.tenancy.getZoneByName('example.com');
+  await r.aop.getAssociation(ZONE, 'app.example.com');
+  await r.aop.getCertificate(ZONE, 'hostname', CERT);
+  await r.aop.getCertificateByFingerprint(ZONE, 'hostname', 'f'.repeat(64));
+  await r.aop.countCertificates(ZONE, 'hostname', ['deleted']);
+  await r.aop.countLiveAssociations(CERT);
+  await r.aop.listAssociations(ZONE, ['active'], { page: 3, perPage: 50 });
+  await r.aop.listAssociations(ZONE, undefined, { page: 1, perPage: 1000 });
+  await r.aop.listAssociations(ZONE, ['active', 'pending_deployment'], { page: 1, perPage: 50 });
+  await r.access.listSettings('zone', ZONE);
+  await r.access.getSettingsRollout('zone', ZONE);
+}
+
+const isPage = (sql: string) => /LIMIT/i.test(sql) && /FROM aop_associations/i.test(sql);
+const singleStatus = (sql: string) => /status = (:status|\$2)/.test(sql);
+
+describe('hot-path queries use indexes', () => {
+  const dirs: string[] = [];
+  after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+  test('SQLite: no full scan of a growing table, no sort of a one-status page', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'certplane-plans-'));
+    dirs.push(dir);
+    const db = new Database(join(dir, 'plans.db'));
+    migrateSqlite(db);
+    const seen: { sql: string; params: unknown }[] = [];
+    // Records every statement the repositories prepare, with the parameters it runs with.
+    const spy = new Proxy(db, {
+      get(target, key) {
+        if (key === 'prepare') {
+          return (sql: string) => {
+            const stmt = target.prepare(sql);
+            const recording: Database.Statement = new Proxy(stmt, {
+              get(s, k) {
+                const v = Reflect.get(s, k, s);
+                // Mode setters (raw, pluck, ...) return the statement: keep recording through them.
+                if (k === 'raw' || k === 'pluck' || k === 'expand' || k === 'safeIntegers') {
+                  return (...args: unknown[]) => {
+                    (v as (...a: unknown[]) => unknown).apply(s, args);
+                    return recording;
+                  };
+                }
+                if (k === 'get' || k === 'all' || k === 'run') {
+                  return (...args: unknown[]) => {
+                    seen.push({ sql, params: args[0] });
+                    return (v as (...a: unknown[]) => unknown).apply(s, args);
+                  };
+                }
+                return typeof v === 'function' ? v.bind(s) : v;
+              },
+            });
+            return recording;
+          };
+        }
+        const v = Reflect.get(target, key, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    await hotPaths(createSqliteRepos(spy));
+    assert.ok(seen.length >= 14, `recorded ${seen.length} statements`);
+    for (const { sql, params } of seen) {
+      const explain = db.prepare(`EXPLAIN QUERY PLAN ${sql}`);
+      const plan = ((params === undefined ? explain.all() : explain.all(params)) as { detail: string }[]).map((r) => r.detail);
+      for (const line of plan) {
+        for (const table of BIG) assert.doesNotMatch(line, new RegExp(`^SCAN ${table}\\b`), `${sql}\n${plan.join('\n')}`);
+      }
+      if (isPage(sql) && singleStatus(sql)) {
+        assert.ok(!plan.some((l) => l.includes('TEMP B-TREE')), `a one-status page is read in index order:\n${sql}\n${plan.join('\n')}`);
+      }
+    }
+    db.close();
+  });
+
+  test('PostgreSQL: no sequential scan of a growing table (with sequential scans discouraged)', { skip: requirePostgresOrSkip() }, async () => {
+    const url = await testDatabaseUrl();
+    await migratePostgres(url);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      const seen: { text: string; values: unknown[] }[] = [];
+      const spy: Queryable = {
+        query: (config) => {
+          seen.push({ text: config.text, values: (config.values as unknown[]) ?? [] });
+          return client.query(config);
+        },
+      };
+      await hotPaths(createPostgresRepos(spy, { preparedStatements: false }));
+      assert.ok(seen.length >= 14, `recorded ${seen.length} statements`);
+      // Empty tables make a sequential scan the cheapest plan; discouraged, it is chosen only where no index serves.
+      await client.query('SET enable_seqscan = off');
+      for (const { text, values } of seen) {
+        const plan = (await client.query<{ 'QUERY PLAN': string }>({ text: `EXPLAIN ${text}`, values })).rows.map((r) => r['QUERY PLAN']);
+        for (const line of plan) {
+          for (const table of BIG) assert.doesNotMatch(line, new RegExp(`Seq Scan on ${table}\\b`), `${text}\n${plan.join('\n')}`);
+        }
+      }
+    } finally {
+      await client.end();
+    }
+  });
+});
