@@ -101,8 +101,9 @@ export interface RenderInput {
 export const originBackend = (slot: number): string => `o${slot}`;
 export const hopBackend = (slot: number): string => `h${slot}`;
 
+/** A hosts.map value; a wildcard's origin SNI ('*': the visitor's hostname) is left empty and completed per request. */
 export function mapValue(e: EdgeEntry): string {
-  return `${e.td}|${e.backend}|${e.forward ? 1 : 0}|${e.originSni}`;
+  return `${e.td}|${e.backend}|${e.forward ? 1 : 0}|${e.originSni === '*' ? '' : e.originSni}`;
 }
 
 export function crtListLine(e: EdgeEntry): string {
@@ -226,16 +227,20 @@ export function renderConfig(i: RenderInput): string {
     '  http-request del-header cf-client-cert-der-base64',
     '  http-request del-header cf-client-cert-sha256',
     '  http-request set-header x-forwarded-proto https',
-    // The hostname the request is for, and the one the connection was opened for: same trust domain, or 421.
+    // The hostname the request is for (its entry; a wildcard entry ends with an empty origin SNI, completed with the
+    // visitor's hostname), and the one the connection was opened for (SNI): usually the same name; otherwise they must
+    // be in the same trust domain, or 421. Every rule here runs on every request: few, and no lookup that the common
+    // case does not need.
     '  http-request set-var(txn.h) req.hdr(host),host_only,lower',
     `  http-request set-var(txn.e) var(txn.h),map(${L.hostsMap})`,
-    `  http-request set-var(txn.e) var(txn.h),regsub(^[^.]*,*),map(${L.hostsMap}) if !{ var(txn.e) -m found }`,
+    `  http-request set-var(txn.e) var(txn.h),regsub(^[^.]*,*),map(${L.hostsMap}),concat(,txn.h,) if !{ var(txn.e) -m found }`,
     `  http-request return status 421 content-type "application/json; charset=utf-8" file ${json(ERRORS.misdirected.file)} if !{ var(txn.e) -m found }`,
-    `  http-request set-var(txn.s) ssl_fc_sni,lower,map(${L.hostsMap})`,
-    `  http-request set-var(txn.s) ssl_fc_sni,lower,regsub(^[^.]*,*),map(${L.hostsMap}) if !{ var(txn.s) -m found }`,
+    '  http-request set-var(txn.s) ssl_fc_sni,lower',
     '  http-request set-var(txn.etd) var(txn.e),field(1,|)',
-    '  http-request set-var(txn.std) var(txn.s),field(1,|)',
-    `  http-request return status 421 content-type "application/json; charset=utf-8" file ${json(ERRORS.misdirected.file)} if !{ var(txn.etd),strcmp(txn.std) eq 0 }`,
+    '  acl same_name var(txn.s),strcmp(txn.h) eq 0',
+    `  http-request set-var(txn.std) var(txn.s),map(${L.hostsMap}),field(1,|) if !same_name`,
+    `  http-request set-var(txn.std) var(txn.s),regsub(^[^.]*,*),map(${L.hostsMap}),field(1,|) if !same_name !{ var(txn.std) -m found }`,
+    `  http-request return status 421 content-type "application/json; charset=utf-8" file ${json(ERRORS.misdirected.file)} if !same_name !{ var(txn.etd),strcmp(txn.std) eq 0 }`,
   );
   if (i.mode === 'hop') {
     out.push(
@@ -243,8 +248,7 @@ export function renderConfig(i: RenderInput): string {
       '  acl forward var(txn.e),field(3,|) -m str 1',
       // A connection the SNI frontend routed by another name than the one TLS used never passes as authenticated.
       '  http-request set-var(txn.pp) fc_pp_unique_id if mtls',
-      '  http-request set-var(txn.sni) ssl_fc_sni,lower if mtls',
-      `  http-request return status 421 content-type "application/json; charset=utf-8" file ${json(ERRORS.misdirected.file)} if mtls { var(txn.pp) -m len gt 0 } !{ var(txn.pp),strcmp(txn.sni) eq 0 }`,
+      `  http-request return status 421 content-type "application/json; charset=utf-8" file ${json(ERRORS.misdirected.file)} if mtls { var(txn.pp) -m len gt 0 } !{ var(txn.pp),strcmp(txn.s) eq 0 }`,
       `  http-request return status 403 content-type "application/json; charset=utf-8" file ${json(ERRORS.forbidden.file)} if mtls !{ ssl_c_used }`,
       `  http-request return status 403 content-type "application/json; charset=utf-8" file ${json(ERRORS.forbidden.file)} if mtls !{ ssl_c_verify 0 }`,
       '  http-request set-header cf-client-cert-der-base64 %[ssl_c_der,base64] if mtls forward',
@@ -252,8 +256,6 @@ export function renderConfig(i: RenderInput): string {
     );
   }
   out.push(
-    '  http-request set-var(txn.osni) var(txn.e),field(4,|)',
-    '  http-request set-var(txn.osni) var(txn.h) if { var(txn.osni) -m str * }',
     '  use_backend %[var(txn.e),field(2,|)]',
     '',
   );

@@ -550,7 +550,7 @@ class HaproxyDataPlane implements DataPlane {
     // (and TLS handshake) to the origin. Both are set explicitly so both kinds of server behave the same.
     const args: string[] = ['pool-max-conn -1', 'pool-purge-delay 5s'];
     if (o.tls) {
-      args.push('ssl', 'ssl-min-ver TLSv1.2', 'sni var(txn.osni)');
+      args.push('ssl', 'ssl-min-ver TLSv1.2', 'sni var(txn.e),field(4,|)');
       if (o.caPem) {
         const name = join(this.layout.casDir, `origin.${sha(o.caPem)}.pem`);
         files.push({ name, pem: o.caPem });
