@@ -29,7 +29,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { benchCertificates, issue } from './lib/certs.mjs';
 import { scaleCertificates } from './lib/hostnames.mjs';
 import { edgeConf, originConf, startNginx } from './lib/nginx.mjs';
-import { childPids, cpuSeconds, freePort, has, run, sleep, spawnTracked, stopChild } from './lib/proc.mjs';
+import { childPids, cpuSeconds, freePort, has, run, sleep, spawnTracked, stopChild, waitForPort } from './lib/proc.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const HOSTNAME = 'app.example.com';
@@ -424,7 +424,7 @@ async function throughput() {
         return { port: ready.port, pid: w.child.pid, stop: () => stopChild(w.child) };
       },
     },
-    ...(haproxyBin ? [haproxyCandidate('haproxy', 'direct'), haproxyCandidate('haproxy-hop', 'hop')] : []),
+    ...(haproxyBin ? [haproxyCandidate('haproxy', 'direct'), haproxyCandidate('haproxy-hop', 'hop'), bareHaproxy()] : []),
     {
       key: 'raw',
       label: 'raw node:https proxy (Node ceiling)',
@@ -450,6 +450,50 @@ async function throughput() {
       },
     },
   ];
+
+  /**
+   * HAProxy itself doing the same job with a minimal hand-written configuration (one certificate, one backend, the
+   * same X-Forwarded-* headers, `http-reuse always`, nbthread 1): what HAProxy costs before any certplane rule, the
+   * floor for the certplane HAProxy rows, as the bare node:https proxy is for the Node edge.
+   */
+  function bareHaproxy() {
+    return {
+      key: 'bare-haproxy',
+      label: 'bare HAProxy, minimal hand-written config (HAProxy floor)',
+      async start() {
+        const port = await freePort();
+        const pem = (c, k) => `${readFileSync(c, 'utf8').trim()}\n${readFileSync(k, 'utf8').trim()}\n`;
+        writeFileSync(join(dir, 'bare-edge.pem'), pem(files.edgeCert, files.edgeKey), { mode: 0o600 });
+        writeFileSync(join(dir, 'bare-aop.pem'), pem(files.aopCert, files.aopKey), { mode: 0o600 });
+        const cfg = join(dir, 'bare-haproxy.cfg');
+        writeFileSync(
+          cfg,
+          [
+            'global',
+            '  nbthread 1',
+            'defaults',
+            '  mode http',
+            '  timeout connect 10s',
+            '  timeout client 120s',
+            '  timeout server 100s',
+            'frontend edge',
+            `  bind 127.0.0.1:${port} ssl crt ${join(dir, 'bare-edge.pem')} alpn http/1.1`,
+            '  option forwardfor',
+            '  http-request set-header x-forwarded-proto https',
+            '  default_backend origin',
+            'backend origin',
+            '  http-reuse always',
+            `  server s 127.0.0.1:${originPort} ssl crt ${join(dir, 'bare-aop.pem')} ca-file ${files.originCa} verify required sni str(origin.internal)`,
+            '',
+          ].join('\n'),
+        );
+        const args = ['-f', cfg];
+        const child = CPU.candidate ? spawnTracked('taskset', ['-c', CPU.candidate, haproxyBin, ...args], { stdio: 'ignore' }) : spawnTracked(haproxyBin, args, { stdio: 'ignore' });
+        await waitForPort(port, { child, timeoutMs: 10_000 });
+        return { port, pid: child.pid, stop: () => stopChild(child) };
+      },
+    };
+  }
 
   /**
    * The certplane HAProxy edge, nbthread 1, configured through apply() with the same hostname as the Node edge. The

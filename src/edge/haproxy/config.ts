@@ -236,11 +236,12 @@ export function renderConfig(i: RenderInput): string {
     `  http-request set-var(txn.e) var(txn.h),regsub(^[^.]*,*),map(${L.hostsMap}),concat(,txn.h,) if !{ var(txn.e) -m found }`,
     `  http-request return status 421 content-type "application/json; charset=utf-8" file ${json(ERRORS.misdirected.file)} if !{ var(txn.e) -m found }`,
     '  http-request set-var(txn.s) ssl_fc_sni,lower',
-    '  http-request set-var(txn.etd) var(txn.e),field(1,|)',
-    '  acl same_name var(txn.s),strcmp(txn.h) eq 0',
-    `  http-request set-var(txn.std) var(txn.s),map(${L.hostsMap}),field(1,|) if !same_name`,
-    `  http-request set-var(txn.std) var(txn.s),regsub(^[^.]*,*),map(${L.hostsMap}),field(1,|) if !same_name !{ var(txn.std) -m found }`,
-    `  http-request return status 421 content-type "application/json; charset=utf-8" file ${json(ERRORS.misdirected.file)} if !same_name !{ var(txn.etd),strcmp(txn.std) eq 0 }`,
+    // Set only when the names differ (then the rules below run; otherwise each is one variable lookup).
+    '  http-request set-var(txn.other) var(txn.s),strcmp(txn.h) if !{ var(txn.s),strcmp(txn.h) eq 0 }',
+    ...(i.mode === 'hop' ? ['  http-request set-var(txn.etd) var(txn.e),field(1,|)'] : ['  http-request set-var(txn.etd) var(txn.e),field(1,|) if { var(txn.other) -m found }']),
+    `  http-request set-var(txn.std) var(txn.s),map(${L.hostsMap}),field(1,|) if { var(txn.other) -m found }`,
+    `  http-request set-var(txn.std) var(txn.s),regsub(^[^.]*,*),map(${L.hostsMap}),field(1,|) if { var(txn.other) -m found } !{ var(txn.std) -m found }`,
+    `  http-request return status 421 content-type "application/json; charset=utf-8" file ${json(ERRORS.misdirected.file)} if { var(txn.other) -m found } !{ var(txn.etd),strcmp(txn.std) eq 0 }`,
   );
   if (i.mode === 'hop') {
     out.push(

@@ -537,8 +537,12 @@ class HaproxyDataPlane implements DataPlane {
 
   // --- building entries -----------------------------------------------------------------------------------------
 
+  /**
+   * The origin server a hostname uses. An explicit origin SNI is part of it (the server line then names it, which
+   * costs nothing per request); without one the SNI is the visitor's hostname, read per request from its map entry.
+   */
   private profileKey(p: PreparedHostname): string {
-    return p.target.key;
+    return `${p.target.key}|${staticSni(p) ?? '*'}`;
   }
 
   private buildProfile(p: PreparedHostname, address: string, slot: number): { profile: OriginProfile; files: { name: string; pem: string }[] } {
@@ -550,7 +554,8 @@ class HaproxyDataPlane implements DataPlane {
     // (and TLS handshake) to the origin. Both are set explicitly so both kinds of server behave the same.
     const args: string[] = ['pool-max-conn -1', 'pool-purge-delay 5s'];
     if (o.tls) {
-      args.push('ssl', 'ssl-min-ver TLSv1.2', 'sni var(txn.e),field(4,|)');
+      const sni = staticSni(p);
+      args.push('ssl', 'ssl-min-ver TLSv1.2', sni === null ? 'sni var(txn.e),field(4,|)' : sni === '' ? '' : `sni str(${sni})`);
       if (o.caPem) {
         const name = join(this.layout.casDir, `origin.${sha(o.caPem)}.pem`);
         files.push({ name, pem: o.caPem });
@@ -566,7 +571,7 @@ class HaproxyDataPlane implements DataPlane {
         args.push(`crt ${name}`);
       }
     }
-    return { profile: { key: this.profileKey(p), slot, address: addr, args: args.join(' ') }, files };
+    return { profile: { key: this.profileKey(p), slot, address: addr, args: args.filter(Boolean).join(' ') }, files };
   }
 
   private buildEntry(p: PreparedHostname, backend: string, hopSlot: number | null): Omit<Applied, 'profileKey' | 'lines'> {
@@ -1027,6 +1032,12 @@ class HaproxyDataPlane implements DataPlane {
       });
     });
   }
+}
+
+/** The origin SNI when the configuration names one ('' = none, an IP address); null = the visitor's hostname. */
+function staticSni(p: PreparedHostname): string | null {
+  if (!p.config.origin.sni) return null;
+  return p.target.servername ?? null;
 }
 
 function safeFingerprint(cfg: HostnameConfig): string {
