@@ -4,7 +4,6 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
 import { registerAccessRoutes } from './api/routes/access.js';
 import { registerAopRoutes } from './api/routes/aop.js';
 import { registerTenancyRoutes } from './api/routes/tenancy.js';
@@ -36,7 +35,8 @@ export const randomIds: Ids = {
 };
 
 export interface Certplane {
-  app: FastifyInstance;
+  /** The API server; `app.routeSpecs` is its route table. */
+  app: CertplaneServer;
   services: ApiServices;
   /** The control plane's side of the data plane: edge hostnames, edge nodes, the feed. */
   edge: EdgeService;

@@ -201,7 +201,11 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     return candidates.filter((p) => p.statics === best);
   }
 
+  /** Every route defined, in order: the route table (tests generate their authorization matrix from it). */
+  const routeSpecs: RouteSpec<any>[] = [];
+
   function defineRoute<B>(spec: RouteSpec<B>): void {
+    routeSpecs.push(spec as RouteSpec<any>);
     const statics = spec.url.split('/').filter((s) => s && !s.startsWith(':')).length;
     const validate = spec.body ? compileBody<B>(spec.body, spec.family) : undefined;
     moreStatic.clear();
@@ -264,9 +268,13 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     });
   }
 
-  return Object.assign(app, { defineRoute }) as FastifyInstance & { defineRoute: typeof defineRoute };
+  return Object.assign(app, { defineRoute, routeSpecs: routeSpecs as readonly RouteSpec<any>[] }) as FastifyInstance & {
+    defineRoute: typeof defineRoute;
+    routeSpecs: readonly RouteSpec<any>[];
+  };
 }
 
 export type CertplaneServer = ReturnType<typeof buildServer> & {
   defineRoute: <B>(spec: RouteSpec<B>) => void;
+  readonly routeSpecs: readonly RouteSpec<any>[];
 };
