@@ -56,6 +56,56 @@ export function fingerprintConfig(cfg: HostnameConfig): string {
   return sha256(JSON.stringify(cfg));
 }
 
+/** True when `cfg` is the configuration `prev` was prepared from (same object, or same content). */
+export function sameConfig(prev: { config: HostnameConfig; fingerprint: string } | undefined, cfg: HostnameConfig): boolean {
+  if (!prev) return false;
+  if (prev.config === cfg) return true;
+  try {
+    return prev.fingerprint === fingerprintConfig(cfg);
+  } catch {
+    return false; // not serialisable: prepareHostname will say what is wrong with it
+  }
+}
+
+/**
+ * Adds one hostname of a change to `into`, or reports it in `failed`: an invalid name, or the same name twice in one
+ * change (the first one applies). `seen` tracks names when `into` already holds others (a delta on top of a state).
+ */
+export function collectHostname(
+  cfg: HostnameConfig,
+  into: Map<string, HostnameConfig>,
+  failed: { hostname: string; reason: string }[],
+  seen?: Set<string>,
+): void {
+  const name = normalizeHostname(cfg?.hostname);
+  if (!name) {
+    failed.push({ hostname: String(cfg?.hostname ?? ''), reason: 'invalid hostname' });
+    return;
+  }
+  if ((seen && seen.has(name)) || (!seen && into.has(name))) {
+    failed.push({ hostname: name, reason: 'duplicate hostname in the same change (first one applied)' });
+    return;
+  }
+  seen?.add(name);
+  into.set(name, cfg);
+}
+
+/** Runs changes one at a time, in call order; a failed change does not stop the next. */
+export class ChangeQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Resolves once every change queued so far has finished. */
+  idle(): Promise<void> {
+    return this.tail.then(() => undefined);
+  }
+}
+
 /** Pairs already checked, by content (one origin client certificate often serves many hostnames). */
 const checkedPairs = new Set<string>();
 

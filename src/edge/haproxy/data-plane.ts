@@ -29,7 +29,7 @@ import * as tls from 'node:tls';
 import { createCa } from '../../pki/issue.js';
 import type { ApplyResult, DataPlane, EdgeDelta, EdgeSnapshot, HostnameConfig } from '../contract.js';
 import type { EdgeLogger } from '../node/data-plane.js';
-import { checkKeyPair, fingerprintConfig, normalizeHostname, prepareHostname, type PreparedHostname } from '../validate.js';
+import { ChangeQueue, checkKeyPair, collectHostname, normalizeHostname, prepareHostname, sameConfig, type PreparedHostname } from '../validate.js';
 import {
   crtListLine,
   crtListText,
@@ -86,7 +86,6 @@ export interface HaproxyInfo {
 interface Applied {
   prepared: PreparedHostname;
   entry: EdgeEntry;
-  caPem: string | null;
   profileKey: string;
   /** This hostname's lines in the crt-list and the hosts map (kept: the files are rewritten after every change). */
   lines: { crt: string; map: string };
@@ -108,6 +107,9 @@ interface ProfileState {
 const sha = (s: string | Buffer, n = 16): string => createHash('sha256').update(s).digest('hex').slice(0, n);
 
 /** The visitor certificate chain and key as one PEM file (what the crt-list line names); computed, not kept. */
+/** The hostname's Access CAs as one PEM file (what `ca-file` names); null without Access CAs. Computed, not kept. */
+const caFileOf = (p: PreparedHostname): string | null => (p.caPems.length ? p.caPems.map((c) => c.trim() + '\n').join('') : null);
+
 const certFileOf = (a: { prepared: PreparedHostname }): string =>
   `${a.prepared.config.serverCertificate.certPem.trim()}\n${a.prepared.config.serverCertificate.keyPem.trim()}\n`;
 
@@ -147,7 +149,7 @@ class HaproxyDataPlane implements DataPlane {
   /** Store names (certificates and CA files) loaded in HAProxy. */
   private store = new Set<string>();
   private currentVersion = 0;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly changes = new ChangeQueue();
   private stopped = false;
   private started = false;
   private healthy = false;
@@ -212,7 +214,7 @@ class HaproxyDataPlane implements DataPlane {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    await this.queue.catch(() => undefined);
+    await this.changes.idle();
     await this.restarting?.catch(() => undefined);
     if (!this.ownsDir) this.flushFiles();
     if (this.writeTimer) clearTimeout(this.writeTimer);
@@ -298,7 +300,7 @@ class HaproxyDataPlane implements DataPlane {
       if (!snapshot || !Number.isFinite(snapshot.version)) throw new Error('snapshot version is missing');
       const failed: ApplyResult['failed'] = [];
       const desired = new Map<string, HostnameConfig>();
-      for (const cfg of snapshot.hostnames ?? []) this.collect(cfg, desired, failed);
+      for (const cfg of snapshot.hostnames ?? []) collectHostname(cfg, desired, failed);
       const removes = new Set([...this.applied.keys()].filter((n) => !desired.has(n)));
       for (const [name, cfg] of desired) if (this.unchanged(name, cfg)) desired.delete(name);
       return this.commit(snapshot.version, desired, removes, failed, true);
@@ -314,7 +316,7 @@ class HaproxyDataPlane implements DataPlane {
       const failed: ApplyResult['failed'] = [];
       const upserts = new Map<string, HostnameConfig>();
       const seen = new Set<string>();
-      for (const cfg of delta.upsert ?? []) this.collect(cfg, upserts, failed, seen);
+      for (const cfg of delta.upsert ?? []) collectHostname(cfg, upserts, failed, seen);
       const removes = new Set<string>();
       for (const name of delta.remove ?? []) {
         const n = normalizeHostname(name);
@@ -326,32 +328,15 @@ class HaproxyDataPlane implements DataPlane {
   }
 
   private unchanged(name: string, cfg: HostnameConfig): boolean {
-    const prev = this.applied.get(name);
-    return !!prev && (prev.prepared.config === cfg || prev.prepared.fingerprint === safeFingerprint(cfg));
+    return sameConfig(this.applied.get(name)?.prepared, cfg);
   }
 
   private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(async () => {
+    return this.changes.run(async () => {
       if (this.stopped) throw new Error('data plane stopped');
       if (!this.started) throw new Error('data plane not started');
       return fn();
     });
-    this.queue = run.catch(() => undefined);
-    return run;
-  }
-
-  private collect(cfg: HostnameConfig, desired: Map<string, HostnameConfig>, failed: ApplyResult['failed'], seen?: Set<string>): void {
-    const name = normalizeHostname(cfg?.hostname);
-    if (!name) {
-      failed.push({ hostname: String(cfg?.hostname ?? ''), reason: 'invalid hostname' });
-      return;
-    }
-    if ((seen && seen.has(name)) || (!seen && desired.has(name))) {
-      failed.push({ hostname: name, reason: 'duplicate hostname in the same change (first one applied)' });
-      return;
-    }
-    seen?.add(name);
-    desired.set(name, cfg);
   }
 
   /**
@@ -575,7 +560,7 @@ class HaproxyDataPlane implements DataPlane {
   }
 
   private buildEntry(p: PreparedHostname, backend: string, hopSlot: number | null): Omit<Applied, 'profileKey' | 'lines'> {
-    const caPem = p.caPems.length ? p.caPems.map((c) => c.trim() + '\n').join('') : null;
+    const caPem = caFileOf(p);
     const caName = caPem ? join(this.layout.casDir, `access.${sha(caPem)}.pem`) : null;
     const certPem = certFileOf({ prepared: p });
     const safe = p.hostname.replace(/^\*/, '_wildcard_');
@@ -583,7 +568,6 @@ class HaproxyDataPlane implements DataPlane {
     const sni = p.target.servername;
     return {
       prepared: p,
-      caPem,
       entry: {
         hostname: p.hostname,
         certName,
@@ -638,7 +622,7 @@ class HaproxyDataPlane implements DataPlane {
     // Content-addressed names: a file that exists already holds exactly this content.
     for (const a of applied.values()) {
       if (!existsSync(a.entry.certName)) atomicWrite(a.entry.certName, certFileOf(a));
-      if (a.entry.caName && a.caPem && !existsSync(a.entry.caName)) atomicWrite(a.entry.caName, a.caPem);
+      if (a.entry.caName && !existsSync(a.entry.caName)) atomicWrite(a.entry.caName, caFileOf(a.prepared)!);
     }
     this.writeAll();
     this.unwritten = false;
@@ -716,7 +700,7 @@ class HaproxyDataPlane implements DataPlane {
         const built = this.buildEntry(p, originBackend(ps.profile.slot), hopSlot);
         const nextA: Applied = { ...built, profileKey: key, lines: { crt: '', map: '' } };
         await this.load(nextA.entry.certName, certFileOf(nextA), 'cert');
-        if (nextA.entry.caName && nextA.caPem) await this.load(nextA.entry.caName, nextA.caPem, 'ca');
+        if (nextA.entry.caName) await this.load(nextA.entry.caName, caFileOf(nextA.prepared)!, 'ca');
         ps.users++;
         plans.push({ name, prev, nextA });
       } catch (e) {
@@ -1038,14 +1022,6 @@ class HaproxyDataPlane implements DataPlane {
 function staticSni(p: PreparedHostname): string | null {
   if (!p.config.origin.sni) return null;
   return p.target.servername ?? null;
-}
-
-function safeFingerprint(cfg: HostnameConfig): string {
-  try {
-    return fingerprintConfig(cfg);
-  } catch {
-    return '';
-  }
 }
 
 async function resolveAddress(address: string): Promise<string> {

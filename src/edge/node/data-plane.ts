@@ -23,7 +23,7 @@ import * as https from 'node:https';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { ApplyResult, DataPlane, EdgeDelta, EdgeSnapshot, HostnameConfig } from '../contract.js';
-import { fingerprintConfig, hostFromHeader, normalizeHostname, prepareHostname, sha256, type PreparedHostname } from '../validate.js';
+import { ChangeQueue, collectHostname, hostFromHeader, normalizeHostname, prepareHostname, sameConfig, sha256, type PreparedHostname } from '../validate.js';
 import { DEFAULT_MAX_CLIENT_HELLO, parseClientHelloSni } from './client-hello.js';
 import { OriginPool, originRequestHeaders, pipeline, retryable, visitorResponseHeaders } from './origin.js';
 import { chainsTo, presentedCertificate, type PresentedCertificate } from './verify.js';
@@ -106,7 +106,7 @@ class NodeDataPlane implements DataPlane {
   private readonly pool = new OriginPool();
   private listener: net.Server | null = null;
   private currentVersion = 0;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly changes = new ChangeQueue();
   private stopped = false;
 
   constructor(opts: NodeDataPlaneOptions = {}) {
@@ -171,7 +171,7 @@ class NodeDataPlane implements DataPlane {
       if (!snapshot || !Number.isFinite(snapshot.version)) throw new Error('snapshot version is missing');
       const failed: ApplyResult['failed'] = [];
       const desired = new Map<string, HostnameConfig>();
-      for (const cfg of snapshot.hostnames ?? []) this.collect(cfg, desired, failed);
+      for (const cfg of snapshot.hostnames ?? []) collectHostname(cfg, desired, failed);
       return this.commit(snapshot.version, desired, failed);
     });
   }
@@ -193,50 +193,24 @@ class NodeDataPlane implements DataPlane {
       for (const cfg of delta.upsert ?? []) {
         const n = normalizeHostname(cfg?.hostname);
         if (n && !upserted.has(n)) desired.delete(n); // replaced, not a duplicate of the live entry
-        this.collect(cfg, desired, failed, upserted);
+        collectHostname(cfg, desired, failed, upserted);
       }
       return this.commit(delta.version, desired, failed);
     });
   }
 
   private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(() => {
+    return this.changes.run(() => {
       if (this.stopped) throw new Error('data plane stopped');
       return fn();
     });
-    this.queue = run.catch(() => undefined);
-    return run;
-  }
-
-  private collect(cfg: HostnameConfig, desired: Map<string, HostnameConfig>, failed: ApplyResult['failed'], seen?: Set<string>): void {
-    const name = normalizeHostname(cfg?.hostname);
-    if (!name) {
-      failed.push({ hostname: String(cfg?.hostname ?? ''), reason: 'invalid hostname' });
-      return;
-    }
-    if ((seen && seen.has(name)) || (!seen && desired.has(name))) {
-      failed.push({ hostname: name, reason: 'duplicate hostname in the same change (first one applied)' });
-      return;
-    }
-    seen?.add(name);
-    desired.set(name, cfg);
   }
 
   private commit(version: number, desired: Map<string, HostnameConfig>, failed: ApplyResult['failed']): ApplyResult {
     const next = new Map<string, HostState>();
     for (const [name, cfg] of desired) {
       const prev = this.hosts.get(name);
-      if (prev && prev.config === cfg) {
-        next.set(name, prev);
-        continue;
-      }
-      let fp: string;
-      try {
-        fp = fingerprintConfig(cfg);
-      } catch {
-        fp = '';
-      }
-      if (prev && fp && prev.fingerprint === fp) {
+      if (prev && sameConfig(prev, cfg)) {
         next.set(name, prev);
         continue;
       }
