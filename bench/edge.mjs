@@ -27,6 +27,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { benchCertificates, issue } from './lib/certs.mjs';
+import { parseWrk } from './lib/wrk.mjs';
 import { scaleCertificates } from './lib/hostnames.mjs';
 import { edgeConf, originConf, startNginx } from './lib/nginx.mjs';
 import { childPids, cpuSeconds, freePort, has, run, sleep, spawnTracked, stopChild, waitForPort } from './lib/proc.mjs';
@@ -162,34 +163,6 @@ function visit(port, { ca, agent = false, hostname = HOSTNAME, cert = null, time
     req.on('error', reject);
     req.end();
   });
-}
-
-const UNIT_MS = { us: 0.001, ms: 1, s: 1000, m: 60_000 };
-function durMs(s) {
-  const m = /^([\d.]+)(us|ms|s|m)$/.exec(s);
-  if (!m) throw new Error(`cannot parse wrk duration ${s}`);
-  return Number(m[1]) * UNIT_MS[m[2]];
-}
-
-function parseWrk(out) {
-  const num = (re) => {
-    const m = re.exec(out);
-    return m ? m[1] : null;
-  };
-  const rps = num(/Requests\/sec:\s+([\d.]+)/);
-  if (rps === null) throw new Error(`wrk output not understood:\n${out}`);
-  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  return {
-    rps: Number(rps),
-    requests: Number(num(/(\d+) requests in/)),
-    latencyAvgMs: durMs(num(/Latency\s+([\d.]+(?:us|ms|s|m))/)),
-    p50Ms: durMs(num(/\s50%\s+([\d.]+(?:us|ms|s|m))/)),
-    p75Ms: durMs(num(/\s75%\s+([\d.]+(?:us|ms|s|m))/)),
-    p90Ms: durMs(num(/\s90%\s+([\d.]+(?:us|ms|s|m))/)),
-    p99Ms: durMs(num(/\s99%\s+([\d.]+(?:us|ms|s|m))/)),
-    non2xx: Number(num(/Non-2xx or 3xx responses:\s+(\d+)/) ?? 0),
-    socketErrors: socket ? socket.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
-  };
 }
 
 /**

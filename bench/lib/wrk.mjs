@@ -1,5 +1,5 @@
 // wrk for the API benchmark: runs wrk with a Lua script (Bearer header, PUT/POST bodies, per-request paths) and
-// parses its report. Same parsing rules as bench/edge.mjs (kept there so the edge benchmark stays untouched).
+// parses its report (parseWrk: also used by the edge benchmark).
 import { writeFileSync } from 'node:fs';
 import { cpuSeconds, spawnTracked } from './proc.mjs';
 
@@ -23,6 +23,7 @@ export function parseWrk(out) {
     requests: Number(num(/(\d+) requests in/)),
     latencyAvgMs: durMs(num(/Latency\s+([\d.]+(?:us|ms|s|m))/)),
     p50Ms: durMs(num(/\s50%\s+([\d.]+(?:us|ms|s|m))/)),
+    p75Ms: durMs(num(/\s75%\s+([\d.]+(?:us|ms|s|m))/)),
     p90Ms: durMs(num(/\s90%\s+([\d.]+(?:us|ms|s|m))/)),
     p99Ms: durMs(num(/\s99%\s+([\d.]+(?:us|ms|s|m))/)),
     maxMs: durMs(num(/Latency\s+[\d.]+(?:us|ms|s|m)\s+[\d.]+(?:us|ms|s|m)\s+([\d.]+(?:us|ms|s|m))/)),
