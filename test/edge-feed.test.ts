@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import * as http from 'node:http';
 import { makeCA, makeLeaf, type Issued } from './helpers/certs.js';
 import { assertError, assertOk, startServer, type TestServer } from './helpers/harness.js';
 
@@ -316,5 +317,30 @@ describe('edge feed', () => {
     ]);
     await s.request('POST', '/../../edge/v1/ack', { token: null, headers: { authorization: `Bearer ${credential}` }, body: { version, failed: [] }, noSchema: true });
     assert.deepEqual(await s.cp.edge.listFailures(nodeId), []);
+  });
+});
+
+describe('shutting down with edges waiting', () => {
+  test('a waiting long poll is answered at once, with Connection: close, when the server closes', async () => {
+    const srv = await startServer();
+    const { credential } = await srv.cp.edge.registerNode('waiting edge');
+    const origin = srv.baseUrl.replace(/\/client\/v4$/, '');
+    const get = (query: string) =>
+      new Promise<{ headers: http.IncomingHttpHeaders; body: any }>((resolve, reject) => {
+        http
+          .get(`${origin}/edge/v1/config?${query}`, { headers: { authorization: `Bearer ${credential}` }, agent: new http.Agent({ keepAlive: true }) }, (res) => {
+            let b = '';
+            res.setEncoding('utf8').on('data', (d: string) => (b += d)).on('end', () => resolve({ headers: res.headers, body: JSON.parse(b) }));
+          })
+          .on('error', reject);
+      });
+    const version = (await get('wait=0')).body.result.version;
+    const poll = get(`after=${version}&wait=30`);
+    await new Promise((r) => setTimeout(r, 200)); // the poll is waiting in the server
+    await srv.close();
+    const r = await poll;
+    assert.equal(r.body.success, true);
+    assert.equal(r.body.result.version, version);
+    assert.equal(r.headers.connection, 'close', 'its keep-alive connection does not outlive the server');
   });
 });

@@ -36,7 +36,9 @@ export function registerEdgeRoutes(app: FastifyInstance, edge: EdgeService, stor
   const validateAck = compileBody<Static<typeof AckBody>>(AckBody, 'generic');
   const validateHealth = compileBody<Static<typeof HealthBody>>(HealthBody, 'generic');
   let closing = false;
-  app.addHook('onClose', async () => {
+  // preClose, not onClose: the server waits for in-flight requests before onClose runs, so waiting long polls must
+  // learn about the shutdown first (they answer within RECHECK_MS) or every close would wait for their whole wait.
+  app.addHook('preClose', async () => {
     closing = true;
   });
 
@@ -79,6 +81,9 @@ export function registerEdgeRoutes(app: FastifyInstance, edge: EdgeService, stor
       });
       feed = await edge.feed(after);
     }
+    // Shutting down: this connection must not stay open idle after the answer (the server is no longer closing
+    // idle connections by then).
+    if (closing) reply.header('connection', 'close');
     return reply.header('cache-control', 'no-store').send(ok(feed));
   });
 
