@@ -3,6 +3,7 @@
  * envelope. Handlers return domain values; `defineRoute` does authentication, authorisation, body validation and
  * envelope building, so no handler repeats it.
  */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TSchema } from '@sinclair/typebox';
 import type { AccessScope, AccessService } from '../domain/access.js';
@@ -12,6 +13,8 @@ import { HEX32_RE } from '../domain/shared.js';
 import type { Permission, Zone } from '../domain/model.js';
 import type { Principal, TenancyService } from '../domain/tenancy.js';
 import { StorageError } from '../storage/errors.js';
+import type { DataVersions } from '../domain/ports.js';
+import { answerHeaders, canAnswerFromMemory, createAnswerCache, sendAnswer, type CachedAnswer } from './answers.js';
 import { authenticate, authorizeAccount, authorizeZone } from './auth.js';
 import { fail, ok, type ResultInfo, type WireMessage } from './envelope.js';
 import { ApiError, render, type ApiErrorKind, type ErrorFamily, type RenderedError } from './errors.js';
@@ -30,6 +33,8 @@ export interface ApiOptions {
   bodyLimit?: number;
   /** Fastify/pino logger options, or false. */
   logger?: boolean | Record<string, unknown>;
+  /** Bytes of answers kept ready to send (src/api/answers.ts); 0 turns the cache off. Default 32 MiB. */
+  answerCacheBytes?: number;
 }
 
 export interface HandlerResult {
@@ -49,6 +54,8 @@ export interface RouteContext<B = unknown> {
   zone: Zone;
   /** Set on Access routes (`/accounts/:account_id/...` and `/zones/:zone_id/...`). */
   scope: AccessScope;
+  /** The versions read before anything else for this request (the route's zone's data version when it has one). */
+  versions: DataVersions;
 }
 
 export interface RouteSpec<B = unknown> {
@@ -64,6 +71,11 @@ export interface RouteSpec<B = unknown> {
   status?: number;
   /** Error for an unknown, revoked, expired or not-yet-valid bearer token (default `auth.invalid_token`). */
   invalidTokenError?: ApiErrorKind;
+  /**
+   * A GET whose successful answer depends only on the tenancy version and the `:zone_id`'s data version (its AOP
+   * certificates and associations): the answer is kept and sent again while both are unchanged (src/api/answers.ts).
+   */
+  cacheable?: boolean;
 }
 
 interface RegisteredPattern {
@@ -128,7 +140,51 @@ export function renderError(err: unknown, req: FastifyRequest): RenderedError {
 }
 
 export function buildServer(services: ApiServices, options: ApiOptions = {}): FastifyInstance {
+  const answers = createAnswerCache(options.answerCacheBytes ?? 32 * 1024 * 1024);
+  const answersOn = (options.answerCacheBytes ?? 1) > 0;
+
+  /**
+   * A GET answered from memory: the same credential checks as the full path (onRequest below), then the kept bytes.
+   * Resolves false, having written nothing, whenever the full path must answer instead.
+   */
+  async function answerFromMemory(req: IncomingMessage, res: ServerResponse, kept: CachedAnswer): Promise<boolean> {
+    const lookups = await services.tenancy.lookups(kept.zoneId);
+    const v = lookups.versions;
+    if (v.tenancy !== kept.versions.tenancy || v.zone !== kept.versions.zone) return false;
+    const principal = await authenticate(lookups, req.headers);
+    await authorizeZone(lookups, principal, kept.zoneId, kept.permission);
+    if ((app.log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info')) {
+      // The line Fastify logs for a request it answers (its "incoming request" line is folded into this one).
+      app.log.info({ req: { method: req.method, url: req.url, remoteAddress: req.socket.remoteAddress }, res: { statusCode: 200 } }, 'request completed from memory');
+    }
+    sendAnswer(res, kept);
+    return true;
+  }
+
   const app = Fastify({
+    // The HTTP server Fastify would create, with one step in front: GETs whose answer is kept are sent from memory.
+    serverFactory: (handler, factoryOptions) => {
+      const opts = factoryOptions as unknown as {
+        http?: Record<string, unknown>;
+        keepAliveTimeout: number;
+        requestTimeout: number;
+        connectionTimeout: number;
+        maxRequestsPerSocket: number;
+      };
+      const server = createServer(opts.http ?? {}, (req, res) => {
+        const kept = answersOn && canAnswerFromMemory(req) ? answers.get(req.url ?? '') : undefined;
+        if (!kept) return handler(req, res);
+        answerFromMemory(req, res, kept).then(
+          (done) => done || handler(req, res),
+          () => handler(req, res),
+        );
+      });
+      server.keepAliveTimeout = opts.keepAliveTimeout;
+      server.requestTimeout = opts.requestTimeout;
+      server.setTimeout(opts.connectionTimeout);
+      if (opts.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = opts.maxRequestsPerSocket;
+      return server;
+    },
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true, ignoreDuplicateSlashes: false },
@@ -208,6 +264,7 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     routeSpecs.push(spec as RouteSpec<any>);
     const statics = spec.url.split('/').filter((s) => s && !s.startsWith(':')).length;
     const validate = spec.body ? compileBody<B>(spec.body, spec.family) : undefined;
+    const keep = answersOn && spec.cacheable === true && spec.method === 'GET' && spec.permission !== undefined;
     moreStatic.clear();
     patterns.push({
       method: spec.method,
@@ -229,15 +286,15 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
             throw new ApiError('route.bad_identifier', req.url.split('?')[0]);
           }
         }
-        // One read of the tenancy version, then the token and the zone from memory while nothing changed.
-        const lookups = await services.tenancy.lookups();
+        // One read of the versions, then the token and the zone from memory while nothing changed.
+        const lookups = await services.tenancy.lookups(params.zone_id ?? null);
         const principal = await authenticate(lookups, req.headers).catch((err: unknown) => {
           if (spec.invalidTokenError && err instanceof ApiError && err.kind === 'auth.invalid_token') {
             throw new ApiError(spec.invalidTokenError);
           }
           throw err;
         });
-        const ctx = { req, principal, params } as RouteContext<B>;
+        const ctx = { req, principal, params, versions: lookups.versions } as RouteContext<B>;
         if (params.zone_id !== undefined) {
           const zone = spec.permission
             ? await authorizeZone(lookups, principal, params.zone_id, spec.permission)
@@ -260,8 +317,14 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
           ctx.body = validate(req.body);
         }
         const r = await spec.handler(ctx);
+        const status = r.status ?? spec.status ?? 200;
+        if (keep && status === 200 && ctx.zone) {
+          const body = Buffer.from(JSON.stringify(ok(r.result, r.resultInfo, r.messages)));
+          answers.put(req.url, { zoneId: ctx.zone.id, permission: spec.permission!, versions: ctx.versions, body });
+          return reply.code(200).headers(answerHeaders(body.length)).send(body);
+        }
         return reply
-          .code(r.status ?? spec.status ?? 200)
+          .code(status)
           .header('content-type', 'application/json; charset=utf-8')
           .send(ok(r.result, r.resultInfo, r.messages));
       },

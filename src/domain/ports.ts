@@ -212,6 +212,16 @@ export interface Repos {
   currentVersion(): Promise<number>;
 }
 
+/**
+ * What an answer built from stored data depends on: the tenancy version (credentials, accounts, zones) and one zone's
+ * data version (its AOP certificates and associations; -1 when asked for no zone or an unknown one). Equal versions
+ * mean nothing the answer was built from has changed since.
+ */
+export interface DataVersions {
+  tenancy: number;
+  zone: number;
+}
+
 export interface Store {
   /** Runs `fn` as one atomic transaction: every write in it happens, or none does. */
   write<T>(fn: (r: Repos) => Promise<T>): Promise<T>;
@@ -219,6 +229,13 @@ export interface Store {
   read<T>(fn: (r: Repos) => Promise<T>): Promise<T>;
   close(): Promise<void>;
   readonly dialect: 'sqlite' | 'postgres';
+  /**
+   * The current versions (see DataVersions), as committed by any process before this call began: a change committed
+   * before it is always reflected. Cheap enough for every request: SQLite re-reads them only when its
+   * `data_version` or a local commit says something changed; PostgreSQL answers the probes of concurrent requests
+   * with one query started after the last of them arrived.
+   */
+  versions(zoneId: string | null): Promise<DataVersions>;
   /**
    * Calls `listener` after a transaction that changed the configuration version commits — on this process, or on
    * any process sharing the database where the database can tell (PostgreSQL LISTEN/NOTIFY). A wake-up only: it

@@ -18,6 +18,7 @@ export function registerAopRoutes(app: CertplaneServer, services: ApiServices, c
   const certificateRoutes = (base: string, kind: AopCertificateKind) => {
     app.defineRoute({
       method: 'GET',
+      cacheable: true,
       url: base,
       family: 'aop',
       permission: READ,
@@ -41,6 +42,7 @@ export function registerAopRoutes(app: CertplaneServer, services: ApiServices, c
     });
     app.defineRoute({
       method: 'GET',
+      cacheable: true,
       url: `${base}/:certificate_id`,
       family: 'aop',
       permission: READ,
@@ -64,6 +66,7 @@ export function registerAopRoutes(app: CertplaneServer, services: ApiServices, c
 
   app.defineRoute({
     method: 'GET',
+    cacheable: true,
     url: '/zones/:zone_id/origin_tls_client_auth/settings',
     family: 'aop',
     permission: READ,
@@ -91,6 +94,7 @@ export function registerAopRoutes(app: CertplaneServer, services: ApiServices, c
   });
   app.defineRoute({
     method: 'GET',
+    cacheable: true,
     url: '/zones/:zone_id/origin_tls_client_auth/hostnames',
     family: 'aop',
     permission: READ,
@@ -106,6 +110,7 @@ export function registerAopRoutes(app: CertplaneServer, services: ApiServices, c
   });
   app.defineRoute({
     method: 'GET',
+    cacheable: true,
     url: '/zones/:zone_id/origin_tls_client_auth/hostnames/:hostname',
     family: 'aop',
     permission: READ,

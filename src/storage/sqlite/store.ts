@@ -7,7 +7,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Repos, Store } from '../../domain/ports.js';
+import type { DataVersions, Repos, Store } from '../../domain/ports.js';
 import { loadMigrations } from '../migrate.js';
 import { StorageError } from '../errors.js';
 import { createSqliteRepos } from './repos.js';
@@ -73,6 +73,8 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
 
   let queue: Promise<unknown> = Promise.resolve();
   let inWrite = false;
+  /** Commits made through this connection (`PRAGMA data_version` only counts other connections' commits). */
+  let localCommits = 0;
   const listeners = new Set<() => void>();
   /** Set when the running write transaction allocates a configuration version (its commit wakes listeners). */
   let bumped = false;
@@ -96,6 +98,7 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
       bumped = false;
       const result = await fn(writeRepos);
       db.exec('COMMIT');
+      localCommits++;
       if (bumped) for (const l of listeners) queueMicrotask(l);
       return result;
     } catch (err) {
@@ -104,6 +107,31 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
     } finally {
       inWrite = false;
     }
+  }
+
+  // Versions as last read, valid while neither this connection nor any other has committed since: one pragma per
+  // request instead of two row reads (`data_version` changes when another connection, e.g. the CLI, commits).
+  const dataVersion = db.prepare('PRAGMA data_version').pluck();
+  const tenancyVersion = db.prepare('SELECT version FROM tenancy_version WHERE id = 1').pluck();
+  const zoneVersion = db.prepare('SELECT version FROM zone_data_version WHERE zone_id = ?').pluck();
+  const memo = { dataVersion: -1, commits: -1, tenancy: -1, zones: new Map<string, number>() };
+  function readVersions(zoneId: string | null): DataVersions {
+    const dv = dataVersion.get() as number;
+    if (dv !== memo.dataVersion || localCommits !== memo.commits) {
+      memo.dataVersion = dv;
+      memo.commits = localCommits;
+      memo.tenancy = tenancyVersion.get() as number;
+      memo.zones.clear();
+    }
+    if (zoneId === null) return { tenancy: memo.tenancy, zone: -1 };
+    let zone = memo.zones.get(zoneId);
+    if (zone === undefined) {
+      zone = (zoneVersion.get(zoneId) as number | undefined) ?? -1;
+      // Bounded: a flood of distinct zone ids starts the memo again instead of growing it.
+      if (memo.zones.size >= 100_000) memo.zones.clear();
+      memo.zones.set(zoneId, zone);
+    }
+    return { tenancy: memo.tenancy, zone };
   }
 
   function enqueue<T>(job: () => Promise<T>): Promise<T> {
@@ -119,6 +147,17 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
       return () => void listeners.delete(listener);
     },
     write: (fn) => enqueue(() => runWrite(fn)),
+    async versions(zoneId) {
+      // While a write transaction is open its uncommitted rows are visible on this connection: wait for it.
+      const run = async () => {
+        try {
+          return readVersions(zoneId);
+        } catch (err) {
+          throw translate(err);
+        }
+      };
+      return inWrite ? enqueue(run) : run();
+    },
     async read(fn) {
       const run = async () => {
         try {
