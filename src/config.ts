@@ -20,6 +20,8 @@ export interface CertplaneConfig {
   /** Earlier master keys, still accepted for opening during a key rotation (CERTPLANE_PREVIOUS_MASTER_KEYS). */
   previousMasterKeys: string[];
   bodyLimit: number;
+  /** Bytes of GET answers kept ready to send (CERTPLANE_ANSWER_CACHE_BYTES; 0 = off). */
+  answerCacheBytes: number;
   logLevel: string;
   deployerIntervalMs: number;
   /** An edge not seen for this long leaves the live set (its acknowledgements stop gating deployments). */
@@ -71,6 +73,7 @@ export function loadConfig(
       .map((k) => k.trim())
       .filter((k) => k !== ''),
     bodyLimit: int(env, 'CERTPLANE_BODY_LIMIT', 1024 * 1024),
+    answerCacheBytes: int(env, 'CERTPLANE_ANSWER_CACHE_BYTES', 32 * 1024 * 1024),
     logLevel: env.CERTPLANE_LOG_LEVEL ?? 'info',
     deployerIntervalMs: int(env, 'CERTPLANE_DEPLOYER_INTERVAL_MS', 250),
     edgeGraceMs: int(env, 'CERTPLANE_EDGE_GRACE_MS', 30_000),

@@ -119,7 +119,11 @@ export async function createCertplane(
 
   const bootstrap = await bootstrapIfEmpty(store, tenancy, config.bootstrap, clock.now());
 
-  const app = buildServer(services, { bodyLimit: config.bodyLimit, logger: deps.logger ?? false }) as CertplaneServer;
+  const app = buildServer(services, {
+    bodyLimit: config.bodyLimit,
+    answerCacheBytes: config.answerCacheBytes,
+    logger: deps.logger ?? false,
+  }) as CertplaneServer;
   registerAopRoutes(app, services, config.domain);
   registerAccessRoutes(app, services);
   registerTenancyRoutes(app, services);

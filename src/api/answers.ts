@@ -28,6 +28,8 @@ export interface AnswerCache {
   put(url: string, answer: CachedAnswer): void;
   readonly size: number;
   readonly bytes: number;
+  /** Requests answered from memory so far (operators' metric; tests use it to prove the path was taken). */
+  hits: number;
 }
 
 /** Bytes counted for an entry besides its body (key, object, map slot): keeps a flood of tiny answers bounded too. */
@@ -38,6 +40,7 @@ export function createAnswerCache(maxBytes: number): AnswerCache {
   let bytes = 0;
   const cost = (url: string, a: CachedAnswer) => a.body.length + url.length + ENTRY_OVERHEAD;
   return {
+    hits: 0,
     get: (url) => entries.get(url),
     put(url, answer) {
       const size = cost(url, answer);

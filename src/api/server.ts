@@ -14,7 +14,7 @@ import type { Permission, Zone } from '../domain/model.js';
 import type { Principal, TenancyService } from '../domain/tenancy.js';
 import { StorageError } from '../storage/errors.js';
 import type { DataVersions } from '../domain/ports.js';
-import { answerHeaders, canAnswerFromMemory, createAnswerCache, sendAnswer, type CachedAnswer } from './answers.js';
+import { answerHeaders, canAnswerFromMemory, createAnswerCache, sendAnswer, type AnswerCache, type CachedAnswer } from './answers.js';
 import { authenticate, authorizeAccount, authorizeZone } from './auth.js';
 import { fail, ok, type ResultInfo, type WireMessage } from './envelope.js';
 import { ApiError, render, type ApiErrorKind, type ErrorFamily, type RenderedError } from './errors.js';
@@ -158,6 +158,7 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
       app.log.info({ req: { method: req.method, url: req.url, remoteAddress: req.socket.remoteAddress }, res: { statusCode: 200 } }, 'request completed from memory');
     }
     sendAnswer(res, kept);
+    answers.hits++;
     return true;
   }
 
@@ -331,13 +332,16 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     });
   }
 
-  return Object.assign(app, { defineRoute, routeSpecs: routeSpecs as readonly RouteSpec<any>[] }) as FastifyInstance & {
+  return Object.assign(app, { defineRoute, routeSpecs: routeSpecs as readonly RouteSpec<any>[], answers }) as FastifyInstance & {
     defineRoute: typeof defineRoute;
     routeSpecs: readonly RouteSpec<any>[];
+    answers: AnswerCache;
   };
 }
 
 export type CertplaneServer = ReturnType<typeof buildServer> & {
   defineRoute: <B>(spec: RouteSpec<B>) => void;
   readonly routeSpecs: readonly RouteSpec<any>[];
+  /** Answers kept ready to send (src/api/answers.ts). */
+  readonly answers: AnswerCache;
 };
