@@ -1,5 +1,5 @@
 /**
- * Answers kept ready to send (src/api/answers.ts, docs/decisions/0008-read-cache.md): a GET answered from memory is
+ * Answers kept ready to send (src/api/answers.ts, docs/decisions/0010-answers-from-memory.md): a GET answered from memory is
  * byte for byte what the full path answers, every change is seen by the next request (made through this server,
  * by the deployer, or through another connection to the same database, as the CLI or another node makes it), and
  * the credential checks are the full path's. Runs on SQLite and PostgreSQL.

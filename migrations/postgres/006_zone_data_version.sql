@@ -1,7 +1,7 @@
 -- One version per zone, changed by every committed change to the zone's Authenticated Origin Pulls data (its
 -- certificates of both kinds and its hostname associations), by any node. The API keeps the answers of its GET
 -- routes on a zone ready to send and re-checks this row (with tenancy_version) on every request, so an answer is
--- served from memory only while nothing it was built from has changed (docs/decisions/0008-read-cache.md).
+-- served from memory only while nothing it was built from has changed (docs/decisions/0010-answers-from-memory.md).
 -- Zone rows themselves (name, the zone-level AOP setting) are covered by tenancy_version.
 --
 -- The value is the id of the last transaction that changed the zone (txid_current(): 64-bit, never reused), not a

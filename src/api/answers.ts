@@ -1,5 +1,5 @@
 /**
- * Answers kept ready to send (docs/decisions/0008-read-cache.md).
+ * Answers kept ready to send (docs/decisions/0010-answers-from-memory.md).
  *
  * A GET on a zone's Authenticated Origin Pulls data is answered from the bytes the same URL was last answered with,
  * as long as the two versions it was built under (the tenancy version and the zone's data version, read fresh for

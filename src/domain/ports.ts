@@ -59,6 +59,8 @@ export interface TenancyRepo {
   insertZone(z: Zone): Promise<void>;
   getZone(id: string): Promise<Zone | null>;
   getZoneByName(name: string): Promise<Zone | null>;
+  /** The zones among these names (any order; names that are no zone are simply absent). */
+  getZonesByNames(names: string[]): Promise<Zone[]>;
   listZones(q: ZoneQuery, page: PageRequest): Promise<Page<Zone>>;
   updateZone(z: Zone): Promise<void>;
 
@@ -102,7 +104,11 @@ export interface AopRepo {
   listCertificatesAfter(afterId: string, limit: number): Promise<AopCertificate[]>;
 
   getAssociation(zoneId: string, hostname: string): Promise<HostnameAssociation | null>;
+  /** The zone's associations among these hostnames (any order; absent hostnames are simply missing). */
+  getAssociations(zoneId: string, hostnames: string[]): Promise<HostnameAssociation[]>;
   upsertAssociation(a: HostnameAssociation): Promise<void>;
+  /** upsertAssociation for each, in one statement where the database allows (a PUT of 100 is one round trip). */
+  upsertAssociations(list: HostnameAssociation[]): Promise<void>;
   purgeAssociation(zoneId: string, hostname: string): Promise<void>;
   /** Associations of a zone, hostname order; statuses undefined = all. */
   listAssociations(zoneId: string, statuses: LifecycleStatus[] | undefined, page: PageRequest): Promise<Page<HostnameAssociation>>;

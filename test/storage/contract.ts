@@ -256,6 +256,39 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
       assert.equal(await store.read((r) => r.aop.getAssociation(z1.id, 'd.example.com')), null);
     });
 
+    test('associations in bulk: one upsert of many rows, read back by hostname list; zones by a list of names', async () => {
+      const rows = [
+        assoc('bulk1.example.org', z2.id, uuid(7), { enabled: null, status: 'pending_deletion', statusChangedAt: at(1) }),
+        assoc('bulk2.example.org', z2.id, uuid(7), { enabled: false, version: 9 }),
+        assoc('bulk3.example.org', z2.id, uuid(7), { createdAt: at(-1), updatedAt: at(2) }),
+      ];
+      await store.write(async (r) => {
+        await r.aop.upsertAssociations([]);
+        await r.aop.upsertAssociations(rows);
+        // A second bulk upsert updates in place (and inserts what is new).
+        await r.aop.upsertAssociations([{ ...rows[1], enabled: true, status: 'active', version: 10 }, assoc('bulk4.example.org', z2.id, uuid(7))]);
+      });
+      await store.read(async (r) => {
+        const got = await r.aop.getAssociations(z2.id, ['bulk4.example.org', 'bulk1.example.org', 'bulk2.example.org', 'bulk3.example.org', 'none.example.org']);
+        const byName = new Map(got.map((a) => [a.hostname, a]));
+        assert.equal(got.length, 4);
+        assert.deepEqual(byName.get('bulk1.example.org'), rows[0]);
+        assert.deepEqual(byName.get('bulk2.example.org'), { ...rows[1], enabled: true, status: 'active', version: 10 });
+        assert.deepEqual(byName.get('bulk3.example.org'), rows[2]);
+        assert.deepEqual(byName.get('bulk4.example.org'), assoc('bulk4.example.org', z2.id, uuid(7)));
+        // Only the asked zone's rows; an empty list and a NUL byte match nothing.
+        assert.deepEqual(await r.aop.getAssociations(z1.id, ['bulk1.example.org']), []);
+        assert.deepEqual(await r.aop.getAssociations(z2.id, []), []);
+        assert.deepEqual(await r.aop.getAssociations(z2.id, ['bulk1.example.org\u0000']), []);
+        const zones = await r.tenancy.getZonesByNames(['x.example.com', 'example.com', 'example.org', 'com', 'nul\u0000.example']);
+        assert.deepEqual(zones.sort((a, b) => a.name.localeCompare(b.name)), [z1, z2]);
+        assert.deepEqual(await r.tenancy.getZonesByNames([]), []);
+      });
+      await store.write(async (r) => {
+        for (const h of ['bulk1', 'bulk2', 'bulk3', 'bulk4']) await r.aop.purgeAssociation(z2.id, `${h}.example.org`);
+      });
+    });
+
     test('certificates in flight are listed oldest first, bounded by time and limit', async () => {
       await store.read(async (r) => {
         const inFlight = await r.aop.listCertificatesInStatus(['initializing'], at(10_000), 10);

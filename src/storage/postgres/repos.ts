@@ -146,6 +146,7 @@ const SQL = {
     modified_at = $7 WHERE id = $1`,
   getZone: 'SELECT * FROM zones WHERE id = $1',
   getZoneByName: 'SELECT * FROM zones WHERE name = $1',
+  getZonesByNames: 'SELECT * FROM zones WHERE name = ANY($1::text[])',
   countZones: `SELECT count(*) AS n FROM zones ${ZONES_WHERE}`,
   listZones: `SELECT * FROM zones ${ZONES_WHERE} ORDER BY name LIMIT $5 OFFSET $6`,
 
@@ -185,6 +186,16 @@ const SQL = {
   aopCertsAfter: 'SELECT * FROM aop_certificates WHERE id > $1 ORDER BY id LIMIT $2',
 
   getAssociation: 'SELECT * FROM aop_associations WHERE zone_id = $1 AND hostname = $2',
+  getAssociations: 'SELECT * FROM aop_associations WHERE zone_id = $1 AND hostname = ANY($2::text[])',
+  // One statement for a whole PUT: the rows as parallel arrays. ON CONFLICT cannot touch a row twice in one
+  // statement, which the domain guarantees (hostnames are unique within a request).
+  upsertAssociations: `INSERT INTO aop_associations (zone_id, hostname, cert_id, enabled, status, status_changed_at, version,
+      created_at, updated_at)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::text[], $6::timestamptz[], $7::bigint[],
+      $8::timestamptz[], $9::timestamptz[])
+    ON CONFLICT (zone_id, hostname) DO UPDATE SET cert_id = EXCLUDED.cert_id, enabled = EXCLUDED.enabled,
+      status = EXCLUDED.status, status_changed_at = EXCLUDED.status_changed_at, version = EXCLUDED.version,
+      created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at`,
   upsertAssociation: `INSERT INTO aop_associations (zone_id, hostname, cert_id, enabled, status, status_changed_at, version,
       created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -314,6 +325,7 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
       exec(SQL.updateZone, [z.id, z.name, z.accountId, z.chinaNetwork, z.aopEnabled, z.status, ts(z.modifiedAt)]),
     getZone: (id) => one(SQL.getZone, mappers.toZone, [id]),
     getZoneByName: (name) => one(SQL.getZoneByName, mappers.toZone, [name]),
+    getZonesByNames: (names) => all(SQL.getZonesByNames, mappers.toZone, [names]),
     async listZones(zq: ZoneQuery, page: PageRequest): Promise<Page<Zone>> {
       const params = [zq.name === undefined || zq.name === null, zq.name ?? null, zq.accountIds ?? null, zq.zoneIds ?? null];
       return {
@@ -353,6 +365,21 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
     listCertificatesAfter: (afterId, limit) => all(SQL.aopCertsAfter, mappers.toAopCert, [afterId, limit]),
 
     getAssociation: (zoneId, hostname) => one(SQL.getAssociation, mappers.toAssociation, [zoneId, hostname]),
+    getAssociations: (zoneId, hostnames) => all(SQL.getAssociations, mappers.toAssociation, [zoneId, hostnames]),
+    async upsertAssociations(list) {
+      if (list.length === 0) return;
+      await exec(SQL.upsertAssociations, [
+        list.map((a) => a.zoneId),
+        list.map((a) => a.hostname),
+        list.map((a) => a.certId),
+        list.map((a) => a.enabled),
+        list.map((a) => a.status),
+        list.map((a) => ts(a.statusChangedAt)),
+        list.map((a) => a.version),
+        list.map((a) => ts(a.createdAt)),
+        list.map((a) => ts(a.updatedAt)),
+      ]);
+    },
     upsertAssociation: (a) =>
       exec(SQL.upsertAssociation, [
         a.zoneId,

@@ -103,6 +103,10 @@ export function createSqliteRepos(db: Database.Database): Repos {
     },
     getZone: async (id) => one('SELECT * FROM zones WHERE id = :id', mappers.toZone, { id }),
     getZoneByName: async (name) => one('SELECT * FROM zones WHERE name = :name', mappers.toZone, { name }),
+    getZonesByNames: async (names) =>
+      all('SELECT * FROM zones WHERE name IN (SELECT value FROM json_each(:names))', mappers.toZone, {
+        names: JSON.stringify(names),
+      }),
     async listZones(zq: ZoneQuery, page: PageRequest): Promise<Page<Zone>> {
       const where = `WHERE (:name IS NULL OR name = :name)
         AND ((:accounts IS NULL AND :zones IS NULL)
@@ -214,6 +218,16 @@ export function createSqliteRepos(db: Database.Database): Repos {
         zone: zoneId,
         hostname,
       }),
+    getAssociations: async (zoneId, hostnames) =>
+      all(
+        'SELECT * FROM aop_associations WHERE zone_id = :zone AND hostname IN (SELECT value FROM json_each(:hostnames))',
+        mappers.toAssociation,
+        { zone: zoneId, hostnames: JSON.stringify(hostnames) },
+      ),
+    // In-process statements: a loop of one prepared upsert is as fast as one statement would be.
+    async upsertAssociations(list) {
+      for (const a of list) await aop.upsertAssociation(a);
+    },
     async upsertAssociation(a) {
       q(`INSERT INTO aop_associations (zone_id, hostname, cert_id, enabled, status, status_changed_at, version, created_at, updated_at)
          VALUES (:zone_id, :hostname, :cert_id, :enabled, :status, :status_changed_at, :version, :created_at, :updated_at)
