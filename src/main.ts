@@ -119,7 +119,13 @@ export async function createCertplane(
 
   const bootstrap = await bootstrapIfEmpty(store, tenancy, config.bootstrap, clock.now());
 
-  const app = buildServer(services, { bodyLimit: config.bodyLimit, logger: deps.logger ?? false }) as CertplaneServer;
+  const app = buildServer(services, {
+    bodyLimit: config.bodyLimit,
+    logger: deps.logger ?? false,
+    ...config.abuse,
+    // Rate-limit windows follow an injected clock (tests move it); the system clock is read without a Date.
+    nowMs: deps.clock ? () => clock.now().getTime() : Date.now,
+  }) as CertplaneServer;
   registerAopRoutes(app, services, config.domain);
   registerAccessRoutes(app, services);
   registerTenancyRoutes(app, services);
