@@ -132,6 +132,7 @@ describe('rate limits (Cloudflare: 1200 requests per 5 minutes per credential, 2
       assertCounted(answers[3], 'default', 100, 300, 98, 300);
       assertLimited(await s.request('GET', settingsPath(s), { token: other }), 'ip', 4, 60, 60, s.clock.now());
       assertLimited(await s.request('GET', '/user/tokens/verify', { token: null }), 'ip', 4, 60, 60, s.clock.now());
+      assertLimited(await s.request('GET', '/no/such/route', { noSchema: true }), 'ip', 4, 60, 60, s.clock.now());
       const edge = await fetch(`${new URL(s.baseUrl).origin}/edge/v1/config`, { headers: { authorization: 'Bearer nope' } });
       assert.equal(edge.status, 429);
       assert.deepEqual(await edge.json(), RATE_LIMITED);
@@ -263,9 +264,17 @@ describe('rate limiter internals (src/api/ratelimit.ts)', () => {
     assert.deepEqual(again.map((d) => [d.provisional, d.allowed, d.remaining]), [[true, true, 1], [true, true, 0], [true, false, 0]]);
   });
 
+  test('the same credential used from two IPs at once, before it is known: the count over its limit is refused on confirmation', () => {
+    const l = new RateLimiter({ perCredential: { limit: 2, windowSeconds: 60 }, perIp: { limit: 0, windowSeconds: 1 } });
+    const inFlight = [l.admit('tok', '192.0.2.1', 0), l.admit('tok', '192.0.2.1', 0), l.admit('tok', '192.0.2.2', 0)];
+    assert.ok(inFlight.every((d) => d.allowed && d.provisional));
+    const confirmed = inFlight.map((d) => l.confirm(d, 0));
+    assert.deepEqual(confirmed.map((d) => [d.allowed, d.remaining, d.retryAfterSeconds]), [[true, 1, 0], [true, 0, 0], [false, 0, 60]]);
+  });
+
   test('credential and client keys', () => {
-    for (const h of ['Bearer abc', 'bearer abc', '  BEARER abc  ']) assert.equal(credentialKey({ authorization: h }), 'abc');
-    assert.equal(credentialKey({ authorization: 'Basic abc' }), null);
+    for (const h of ['Bearer abc', 'bearer abc', '  BEARER abc  ', 'bEaReR abc']) assert.equal(credentialKey({ authorization: h }), 'abc');
+    for (const h of ['Basic abc', 'Bearer\tabc', 'Bearerxabc', 'Bearer ']) assert.equal(credentialKey({ authorization: h }), null, h);
     assert.equal(credentialKey({ authorization: 'Bearer' }), null);
     assert.equal(credentialKey({ 'x-auth-email': ' A@Example.com ', 'x-auth-key': 'k ' }), 'a@example.com\nk');
     assert.equal(credentialKey({ 'x-auth-email': 'a@example.com' }), null);

@@ -43,15 +43,17 @@ export interface RateLimitSettings {
   maxKeys?: number;
 }
 
-/** A named policy, with its `Ratelimit-Policy` header value computed once. */
+/** A named policy, with its constant header values computed once. */
 class Policy {
   readonly policyHeader: string;
+  readonly limitHeader: string;
   constructor(
     readonly name: string,
     readonly limit: number,
     readonly windowSeconds: number,
   ) {
     this.policyHeader = `"${name}";q=${limit};w=${windowSeconds}`;
+    this.limitHeader = String(limit);
   }
 }
 
@@ -279,7 +281,7 @@ export function credentialKey(h: IncomingHttpHeaders): string | null {
   const a = h.authorization;
   if (a !== undefined) {
     const t = a.trim();
-    return t.length > 7 && t.charCodeAt(6) === 32 && t.slice(0, 6).toLowerCase() === 'bearer' ? t.slice(7) : null;
+    return t.length > 7 && isBearer(t) ? t.slice(7) : null;
   }
   const email = h['x-auth-email'];
   const key = h['x-auth-key'];
@@ -287,6 +289,13 @@ export function credentialKey(h: IncomingHttpHeaders): string | null {
   // A newline cannot occur in a header value, so the two parts cannot run into each other.
   return `${email.trim().toLowerCase()}\n${key.trim()}`;
 }
+
+/** `Bearer ` at the start, in any case, without allocating (`c | 0x20` is the lower case of an ASCII letter). */
+function isBearer(t: string): boolean {
+  for (let i = 0; i < 6; i++) if ((t.charCodeAt(i) | 0x20) !== BEARER.charCodeAt(i)) return false;
+  return t.charCodeAt(6) === 32;
+}
+const BEARER = 'bearer';
 
 /**
  * What a client is counted by: its IPv4 address (an IPv4-mapped IPv6 address counts as the IPv4 one), or its IPv6
@@ -323,9 +332,12 @@ function ipv6Network(address: string): string | null {
   return `${prefix.join(':')}::/64`;
 }
 
-/** Where rate-limit headers go: a Fastify reply (`reply.header`) or anything with the same method. */
-export interface HeaderTarget {
-  header(name: string, value: string): unknown;
+/** Where rate-limit headers go: a Fastify reply (`reply.header`), or a Node response (`setHeader`) before Fastify. */
+export type HeaderTarget = { header(name: string, value: string): unknown } | ServerResponse;
+
+function put(target: HeaderTarget, name: string, value: string): void {
+  if ('setHeader' in target) target.setHeader(name, value);
+  else target.header(name, value);
 }
 
 /**
@@ -335,10 +347,10 @@ export interface HeaderTarget {
  */
 export function setRateLimitHeaders(d: RateDecision, target: HeaderTarget): void {
   if (d.policy.limit === 0) return;
-  target.header('ratelimit', `"${d.policy.name}";r=${d.remaining};t=${d.resetSeconds}`);
-  target.header('ratelimit-policy', d.policy.policyHeader);
-  target.header('x-ratelimit-limit', String(d.policy.limit));
-  target.header('x-ratelimit-remaining', String(d.remaining));
+  put(target, 'ratelimit', `"${d.policy.name}";r=${d.remaining};t=${d.resetSeconds}`);
+  put(target, 'ratelimit-policy', d.policy.policyHeader);
+  put(target, 'x-ratelimit-limit', d.policy.limitHeader);
+  put(target, 'x-ratelimit-remaining', String(d.remaining));
 }
 
 /** Every header of a refused request's answer. */
