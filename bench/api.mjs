@@ -165,6 +165,9 @@ function serverEnv(db) {
     // Access scenario writes settings back to back (Cloudflare answers 409 while the previous write deploys).
     CERTPLANE_LIMIT_HOSTNAME_CERTIFICATES_PER_ZONE: '1000000000',
     CERTPLANE_ACCESS_SETTINGS_CONFLICT: 'false',
+    // One token drives tens of thousands of requests per second from one IP: Cloudflare's rate limits are off.
+    CERTPLANE_RATE_LIMIT: '0',
+    CERTPLANE_IP_RATE_LIMIT: '0',
     ...(db.url ? { CERTPLANE_DATABASE_URL: db.url } : { CERTPLANE_DATABASE: db.path }),
   };
 }

@@ -659,6 +659,9 @@ async function propagation() {
     CERTPLANE_BOOTSTRAP_ZONE: 'example.com',
     CERTPLANE_MASTER_KEY: masterKey,
     CERTPLANE_EDGE_GRACE_MS: '60000',
+    // A benchmark drives far more than Cloudflare's per-token and per-IP rates: no rate limits.
+    CERTPLANE_RATE_LIMIT: '0',
+    CERTPLANE_IP_RATE_LIMIT: '0',
   });
   const cp = await createCertplane(config, { logger: false });
   const workers = [];
@@ -988,7 +991,7 @@ async function scaleAgentPath(gen, profiles, count, adds) {
   const masterKey = randomBytes(32).toString('hex');
   const cpDir = join(dir, 'cp-scale');
   mkdirSync(cpDir);
-  const config = loadConfig({ CERTPLANE_DATA_DIR: cpDir, CERTPLANE_BOOTSTRAP_ZONE: 'example.com', CERTPLANE_MASTER_KEY: masterKey, CERTPLANE_EDGE_GRACE_MS: '60000' });
+  const config = loadConfig({ CERTPLANE_DATA_DIR: cpDir, CERTPLANE_BOOTSTRAP_ZONE: 'example.com', CERTPLANE_MASTER_KEY: masterKey, CERTPLANE_EDGE_GRACE_MS: '60000', CERTPLANE_RATE_LIMIT: '0', CERTPLANE_IP_RATE_LIMIT: '0' });
   const cp = await createCertplane(config, { logger: false });
   let w = null;
   try {

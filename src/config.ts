@@ -2,7 +2,10 @@
  * Runtime configuration from the environment (and CLI flags, which override it). Every setting is documented in
  * the README's configuration reference.
  */
+import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
+import type { RateLimitSettings } from './api/ratelimit.js';
+import type { ConnectionTimeouts } from './api/server.js';
 import { DEFAULT_DOMAIN_CONFIG, type DomainConfig } from './domain/config.js';
 
 export interface CertplaneConfig {
@@ -34,6 +37,13 @@ export interface CertplaneConfig {
     apiKey?: string;
   };
   domain: DomainConfig;
+  /** Abuse limits (docs/deployment.md "Abuse limits"); the defaults are Cloudflare's rate limits. */
+  abuse: {
+    rateLimit: RateLimitSettings;
+    timeouts: ConnectionTimeouts;
+    maxConnections: number;
+    trustProxy?: string;
+  };
 }
 
 type Env = Record<string, string | undefined>;
@@ -51,6 +61,66 @@ function bool(env: Env, name: string, def: boolean): boolean {
   if (/^(1|true|yes|on)$/i.test(raw)) return true;
   if (/^(0|false|no|off)$/i.test(raw)) return false;
   throw new Error(`${name} must be true or false (got "${raw}")`);
+}
+
+/** A whole number of at least `min` (the unit's smallest sensible value). */
+function atLeast(env: Env, name: string, def: number, min: number): number {
+  const v = int(env, name, def);
+  if (v < min) throw new Error(`${name} must be at least ${min} (got "${env[name]}")`);
+  return v;
+}
+
+/** Requests per window; 0 turns the limit off, and then its window is not checked. */
+function ratePolicy(env: Env, limitName: string, windowName: string, def: { limit: number; windowSeconds: number }) {
+  const limit = int(env, limitName, def.limit);
+  return { limit, windowSeconds: limit === 0 ? def.windowSeconds : atLeast(env, windowName, def.windowSeconds, 1) };
+}
+
+/**
+ * CERTPLANE_TRUST_PROXY: comma-separated addresses or CIDRs of the proxies in front (or `loopback`, `linklocal`,
+ * `uniquelocal`). Never "trust everyone" and no hop count: either would let a direct client choose its own address.
+ */
+function trustProxy(env: Env): string | undefined {
+  const raw = env.CERTPLANE_TRUST_PROXY?.trim();
+  if (!raw) return undefined;
+  const entries = raw.split(',').map((e) => e.trim());
+  for (const e of entries) {
+    if (e === 'loopback' || e === 'linklocal' || e === 'uniquelocal') continue;
+    const [addr, bits, ...extra] = e.split('/');
+    const family = isIP(addr);
+    const max = family === 6 ? 128 : 32;
+    if (family === 0 || extra.length > 0 || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) {
+      throw new Error(
+        'CERTPLANE_TRUST_PROXY must be comma-separated proxy addresses or CIDRs, or loopback, linklocal, uniquelocal ' +
+          `(got "${e}")`,
+      );
+    }
+  }
+  return entries.join(',');
+}
+
+function abuseLimits(env: Env): CertplaneConfig['abuse'] {
+  const timeouts: ConnectionTimeouts = {
+    headersMs: int(env, 'CERTPLANE_HEADERS_TIMEOUT_MS', 10_000),
+    requestMs: int(env, 'CERTPLANE_REQUEST_TIMEOUT_MS', 30_000),
+    keepAliveMs: atLeast(env, 'CERTPLANE_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1),
+    idleMs: int(env, 'CERTPLANE_IDLE_TIMEOUT_MS', 60_000),
+  };
+  if (timeouts.headersMs > 0 && timeouts.requestMs > 0 && timeouts.headersMs > timeouts.requestMs) {
+    throw new Error(
+      `CERTPLANE_HEADERS_TIMEOUT_MS (${timeouts.headersMs}) must not exceed CERTPLANE_REQUEST_TIMEOUT_MS (${timeouts.requestMs})`,
+    );
+  }
+  return {
+    rateLimit: {
+      // Cloudflare: 1200 requests per 5 minutes per user or token, 200 per second per IP (cloudflare-behavior.md §4.1).
+      perCredential: ratePolicy(env, 'CERTPLANE_RATE_LIMIT', 'CERTPLANE_RATE_LIMIT_WINDOW_SECONDS', { limit: 1200, windowSeconds: 300 }),
+      perIp: ratePolicy(env, 'CERTPLANE_IP_RATE_LIMIT', 'CERTPLANE_IP_RATE_LIMIT_WINDOW_SECONDS', { limit: 200, windowSeconds: 1 }),
+    },
+    timeouts,
+    maxConnections: int(env, 'CERTPLANE_MAX_CONNECTIONS', 10_000),
+    trustProxy: trustProxy(env),
+  };
 }
 
 export function loadConfig(
@@ -103,5 +173,6 @@ export function loadConfig(
         accessSettingsConflict: bool(env, 'CERTPLANE_ACCESS_SETTINGS_CONFLICT', d.fidelity.accessSettingsConflict),
       },
     },
+    abuse: abuseLimits(env),
   };
 }

@@ -123,6 +123,9 @@ export async function createCertplane(
     bodyLimit: config.bodyLimit,
     answerCacheBytes: config.answerCacheBytes,
     logger: deps.logger ?? false,
+    ...config.abuse,
+    // Rate-limit windows follow an injected clock (tests move it); the system clock is read without a Date.
+    nowMs: deps.clock ? () => clock.now().getTime() : Date.now,
   }) as CertplaneServer;
   registerAopRoutes(app, services, config.domain);
   registerAccessRoutes(app, services);

@@ -25,6 +25,10 @@ export type ApiErrorKind =
   | 'request.too_large'
   | 'request.unsupported_media_type'
   | 'request.invalid_query'
+  | 'request.bad_framing'
+  | 'request.headers_too_large'
+  | 'request.timeout'
+  | 'rate.limited'
   | 'edge.unauthorized'
   | 'server.unavailable'
   | 'server.internal';
@@ -103,6 +107,12 @@ const CATALOGUE: Record<DomainErrorKind | ApiErrorKind, Entry> = {
   'request.too_large': { status: 413, code: 6009, message: withDetail('Request body is too large') },
   'request.unsupported_media_type': { status: 415, code: 6010, message: withDetail('Unsupported Content-Type') },
   'request.invalid_query': { status: 400, code: 6008, message: withDetail('Invalid query parameter') },
+  // Rejected by Node's HTTP parser or its timeouts, before any route (the server's clientErrorHandler).
+  'request.bad_framing': { status: 400, code: 6000, message: 'Bad request' },
+  'request.headers_too_large': { status: 431, code: 6031, message: 'Request header fields too large' },
+  'request.timeout': { status: 408, code: 6011, message: 'Request timeout' },
+  // ---- abuse limits (cloudflare-behavior.md §4.1; docs/compatibility.md "Abuse limits") ----
+  'rate.limited': { status: 429, code: 971, message: 'Please wait and consider throttling your request speed' },
   'edge.unauthorized': { status: 401, code: 10101, message: 'Invalid or revoked edge credential' },
   'server.unavailable': { status: 503, code: 10001, message: 'Service temporarily unavailable, please retry' },
   'server.internal': { status: 500, code: 10002, message: 'Internal server error' },

@@ -3,7 +3,8 @@
  * envelope. Handlers return domain values; `defineRoute` does authentication, authorisation, body validation and
  * envelope building, so no handler repeats it.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import proxyAddr from '@fastify/proxy-addr';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TSchema } from '@sinclair/typebox';
 import type { AccessScope, AccessService } from '../domain/access.js';
@@ -19,6 +20,22 @@ import { authenticate, authorizeAccount, authorizeZone } from './auth.js';
 import { fail, ok, type ResultInfo, type WireMessage } from './envelope.js';
 import { ApiError, render, type ApiErrorKind, type ErrorFamily, type RenderedError } from './errors.js';
 import { compileBody } from './validate.js';
+import {
+  clientKey,
+  createRateLimiter,
+  credentialKey,
+  setRateLimitHeaders,
+  writeRateLimited,
+  type RateDecision,
+  type RateLimitSettings,
+} from './ratelimit.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Abuse limits: how this request was counted (null when rate limiting is off). */
+    rateDecision: RateDecision | null;
+  }
+}
 
 export const API_PREFIX = '/client/v4';
 
@@ -35,6 +52,41 @@ export interface ApiOptions {
   logger?: boolean | Record<string, unknown>;
   /** Bytes of answers kept ready to send (src/api/answers.ts); 0 turns the cache off. Default 32 MiB. */
   answerCacheBytes?: number;
+  // ---- abuse limits (docs/deployment.md "Abuse limits") ----
+  /** Request rates per credential and per client IP (src/api/ratelimit.ts); nothing is counted when absent. */
+  rateLimit?: RateLimitSettings;
+  /** Connection timeouts, ms (0 = none); Fastify's and Node's defaults when absent. */
+  timeouts?: ConnectionTimeouts;
+  /** Most connections open at once (0 = no cap); further connections are closed at once. */
+  maxConnections?: number;
+  /** Proxies whose X-Forwarded-For gives the client IP: addresses/CIDRs, comma-separated (Fastify `trustProxy`). */
+  trustProxy?: string;
+  /** The rate limiter's clock, ms since the epoch (default Date.now). */
+  nowMs?: () => number;
+}
+
+export interface ConnectionTimeouts {
+  /** From a request's first byte (or the connection's opening) to the end of its headers. */
+  headersMs: number;
+  /** From a request's first byte to the end of its body. */
+  requestMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveMs: number;
+  /** A connection with no traffic in either direction is closed after this (must exceed the edge feed's 30 s wait). */
+  idleMs: number;
+}
+
+/** Fastify's options for the timeouts; Node checks the header and request deadlines on a timer, set to a quarter of the shorter. */
+function timeoutOptions(t: ConnectionTimeouts | undefined) {
+  if (!t) return {};
+  const deadlines = [t.headersMs, t.requestMs].filter((ms) => ms > 0);
+  const checkEvery = deadlines.length ? Math.min(30_000, Math.max(10, Math.floor(Math.min(...deadlines) / 4))) : 30_000;
+  return {
+    connectionTimeout: t.idleMs,
+    keepAliveTimeout: t.keepAliveMs,
+    requestTimeout: t.requestMs,
+    http: { headersTimeout: t.headersMs, requestTimeout: t.requestMs, connectionsCheckingInterval: checkEvery },
+  };
 }
 
 export interface HandlerResult {
@@ -189,23 +241,32 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true, ignoreDuplicateSlashes: false },
-    // Requests Node's HTTP parser rejects (bad framing, oversized headers) still get Cloudflare's envelope.
+    ...timeoutOptions(options.timeouts),
+    ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy } : {}),
+    // Requests Node's HTTP parser rejects (bad framing, oversized headers) or gives up on (header and request
+    // timeouts: a slow client) still get Cloudflare's envelope, unless an answer has already begun on the socket.
     clientErrorHandler: (err, socket) => {
-      if (!socket.writable) return socket.destroy();
-      const big = (err as { code?: string }).code === 'HPE_HEADER_OVERFLOW';
-      const status = big ? 431 : 400;
-      const body = JSON.stringify(
-        fail([{ code: big ? 6031 : 6000, message: big ? 'Request header fields too large' : 'Bad request' }]),
+      const answering = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+      if (!socket.writable || answering) return socket.destroy();
+      const code = (err as { code?: string }).code;
+      const { status, error } = render(
+        code === 'HPE_HEADER_OVERFLOW'
+          ? 'request.headers_too_large'
+          : code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? 'request.timeout'
+            : 'request.bad_framing',
       );
+      const body = JSON.stringify(fail([error]));
       socket.end(
-        `HTTP/1.1 ${status} ${big ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
           `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-          `connection: close\r\n\r\n${body}`,
+          `cache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
       );
     },
     // Errors the router raises before any route runs (bad URL encoding, over-long segment) get the envelope too.
     frameworkErrors: (err, req, reply) => errorReply(reply, renderError(err, req)),
   });
+  if (options.maxConnections) app.server.maxConnections = options.maxConnections;
   const patterns: RegisteredPattern[] = [];
   /** Per-request context built by a route's onRequest hook for its handler. */
   const contexts = new WeakMap<FastifyRequest, RouteContext<unknown>>();
@@ -221,6 +282,43 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
       done(new ApiError('request.malformed_json'), undefined);
     }
   });
+
+  // ---- abuse limits: request rates (src/api/ratelimit.ts), counted before anything else is done ----
+  const limiter = createRateLimiter(options.rateLimit);
+  const nowMs = options.nowMs ?? Date.now;
+  if (limiter) {
+    app.decorateRequest('rateDecision', null);
+    // A callback hook (no promise per request). A refused request is answered here: no routing, no database.
+    app.addHook('onRequest', (req, reply, done) => {
+      const now = nowMs();
+      const client = clientKey(req.ip);
+      const d = req.url.startsWith(API_PREFIX)
+        ? limiter.admit(credentialKey(req.headers), client, now)
+        : limiter.admitClient(client, now);
+      if (!d.allowed) {
+        reply.hijack();
+        return writeRateLimited(reply.raw, d, now);
+      }
+      req.rateDecision = d;
+      setRateLimitHeaders(d, reply);
+      done();
+    });
+  }
+  /** After authentication: a request counted by client IP is counted against its credential; false if refused. */
+  function countCredential(req: FastifyRequest, reply: FastifyReply): boolean {
+    const d = req.rateDecision;
+    if (!limiter || !d?.provisional) return true;
+    const now = nowMs();
+    const c = (req.rateDecision = limiter.confirm(d, now));
+    if (c.allowed) {
+      setRateLimitHeaders(c, reply);
+      return true;
+    }
+    reply.hijack();
+    writeRateLimited(reply.raw, c, now);
+    return false;
+  }
+  // ---- end of abuse limits ----
 
   app.setErrorHandler((err, req, reply) =>
     errorReply(reply, renderError(err, req), err instanceof ApiError ? err.headers : undefined),
@@ -277,7 +375,7 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
       url: `${API_PREFIX}${spec.url}`,
       // Identifiers, credentials and permissions are checked before the body is read or parsed, as an API gateway
       // does: an unauthenticated caller learns nothing from how its body would have been judged.
-      onRequest: async (req) => {
+      onRequest: async (req, reply) => {
         // `DELETE .../settings` must not be taken for "delete the certificate whose id is settings".
         const shadowing = moreSpecific(req.url.split('?')[0], statics);
         if (shadowing.length > 0) throw methodNotAllowed(req, shadowing);
@@ -290,11 +388,13 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
         // One read of the versions, then the token and the zone from memory while nothing changed.
         const lookups = await services.tenancy.lookups(params.zone_id ?? null);
         const principal = await authenticate(lookups, req.headers).catch((err: unknown) => {
+          if (limiter && req.rateDecision && err instanceof ApiError) limiter.forget(req.rateDecision); // abuse limits
           if (spec.invalidTokenError && err instanceof ApiError && err.kind === 'auth.invalid_token') {
             throw new ApiError(spec.invalidTokenError);
           }
           throw err;
         });
+        if (!countCredential(req, reply)) return; // abuse limits: refused once counted against the credential
         const ctx = { req, principal, params, versions: lookups.versions } as RouteContext<B>;
         if (params.zone_id !== undefined) {
           const zone = spec.permission

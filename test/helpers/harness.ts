@@ -77,6 +77,9 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
   const config = loadConfig({
     CERTPLANE_DATA_DIR: dir,
     CERTPLANE_BOOTSTRAP_ZONE: 'example.com',
+    // Suites make thousands of requests with one token from one IP: rate limits off unless a test sets them.
+    CERTPLANE_RATE_LIMIT: '0',
+    CERTPLANE_IP_RATE_LIMIT: '0',
     ...(await databaseEnv(dir)),
     ...opts.env,
   });

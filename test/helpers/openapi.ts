@@ -88,6 +88,13 @@ export const DEVIATIONS: { operation: RegExp; status: RegExp; path: RegExp; keyw
     keyword: 'type',
     why: 'Observed: Cloudflare answers `result: null`, not `[]`, for a zone without zone-level certificates.',
   },
+  {
+    operation: /./,
+    status: /^429$/,
+    path: /^\/errors\/0\/code$/,
+    keyword: 'minimum',
+    why: 'Observed: the rate-limit answer is code 971 ("Please wait and consider throttling your request speed"), below the schema\'s minimum of 1000.',
+  },
 ];
 
 const validators = new Map<string, ValidateFunction>();
@@ -121,7 +128,8 @@ const failureEnvelope = ajv.compile({
       items: {
         type: 'object',
         required: ['code', 'message'],
-        properties: { code: { type: 'integer', minimum: 1000 }, message: { type: 'string', minLength: 1 } },
+        // 971 is the rate-limit code Cloudflare answers (observed), although its schema says at least 1000.
+        properties: { code: { type: 'integer', anyOf: [{ minimum: 1000 }, { const: 971 }] }, message: { type: 'string', minLength: 1 } },
       },
     },
   },

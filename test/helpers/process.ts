@@ -67,6 +67,9 @@ export async function childEnv(dir: string, extra: Record<string, string> = {}):
     ...env,
     CERTPLANE_DATA_DIR: dir,
     CERTPLANE_LOG_LEVEL: 'warn',
+    // Suites make thousands of requests with one token from one IP: rate limits off unless a test sets them.
+    CERTPLANE_RATE_LIMIT: '0',
+    CERTPLANE_IP_RATE_LIMIT: '0',
     ...(await databaseEnv(dir)),
     ...extra,
   };
