@@ -191,7 +191,17 @@ export function renderError(err: unknown, req: FastifyRequest): RenderedError {
   return render('server.internal');
 }
 
+/** A request the answer-from-memory step counted against its credential before handing it to Fastify. */
+const COUNTED = Symbol('certplane.rateDecision');
+type CountedRequest = IncomingMessage & { [COUNTED]?: RateDecision };
+
 export function buildServer(services: ApiServices, options: ApiOptions = {}): FastifyInstance {
+  // Abuse limits (docs/deployment.md): the rate limiter both paths count with, and the client address as Fastify
+  // computes `req.ip` (the same library, with the same trusted proxies).
+  const limiter = createRateLimiter(options.rateLimit);
+  const nowMs = options.nowMs ?? Date.now;
+  const trusted = options.trustProxy ? proxyAddr.compile(options.trustProxy.split(',').map((p) => p.trim())) : null;
+  const clientIp = (req: IncomingMessage): string => (trusted ? proxyAddr(req, trusted) : (req.socket.remoteAddress ?? ''));
   const answers = createAnswerCache(options.answerCacheBytes ?? 32 * 1024 * 1024);
   const answersOn = (options.answerCacheBytes ?? 1) > 0;
 
@@ -200,6 +210,21 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
    * Resolves false, having written nothing, whenever the full path must answer instead.
    */
   async function answerFromMemory(req: IncomingMessage, res: ServerResponse, kept: CachedAnswer): Promise<boolean> {
+    // Rate limits first, as on the full path: only a credential already seen to authenticate is counted here (any
+    // other request goes to the full path uncounted, which counts it by client IP). A refusal does no work at all;
+    // a request counted here and then handed to the full path is not counted again (COUNTED).
+    let d: RateDecision | undefined;
+    if (limiter) {
+      const credential = credentialKey(req.headers);
+      if (!limiter.verified(credential)) return false;
+      const now = nowMs();
+      d = limiter.admit(credential, clientKey(clientIp(req)), now);
+      if (!d.allowed) {
+        writeRateLimited(res, d, now);
+        return true;
+      }
+      (req as CountedRequest)[COUNTED] = d;
+    }
     const lookups = await services.tenancy.lookups(kept.zoneId);
     const v = lookups.versions;
     if (v.tenancy !== kept.versions.tenancy || v.zone !== kept.versions.zone) return false;
@@ -209,6 +234,7 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
       // The line Fastify logs for a request it answers (its "incoming request" line is folded into this one).
       app.log.info({ req: { method: req.method, url: req.url, remoteAddress: req.socket.remoteAddress }, res: { statusCode: 200 } }, 'request completed from memory');
     }
+    if (d) setRateLimitHeaders(d, res);
     sendAnswer(res, kept);
     answers.hits++;
     return true;
@@ -284,12 +310,17 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
   });
 
   // ---- abuse limits: request rates (src/api/ratelimit.ts), counted before anything else is done ----
-  const limiter = createRateLimiter(options.rateLimit);
-  const nowMs = options.nowMs ?? Date.now;
   if (limiter) {
     app.decorateRequest('rateDecision', null);
     // A callback hook (no promise per request). A refused request is answered here: no routing, no database.
     app.addHook('onRequest', (req, reply, done) => {
+      const counted = (req.raw as CountedRequest)[COUNTED];
+      if (counted) {
+        // Counted already by the answer-from-memory step, which handed the request on.
+        req.rateDecision = counted;
+        setRateLimitHeaders(counted, reply);
+        return done();
+      }
       const now = nowMs();
       const client = clientKey(req.ip);
       const d = req.url.startsWith(API_PREFIX)
