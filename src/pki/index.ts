@@ -20,7 +20,7 @@ import { readCertificateFields, signatureAlgorithmOf } from './x509.js';
 
 export { PkiError, type PkiErrorKind } from './errors.js';
 export type { ParsedCertificate } from './types.js';
-export { parsePrivateKey, keyMatchesCertificate } from './keys.js';
+export { parsePrivateKey, keyMatchesCertificate, privateKeyMatches } from './keys.js';
 export { signatureAlgorithmOf };
 
 function md5Fingerprint(der: Buffer): string {

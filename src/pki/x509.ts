@@ -392,7 +392,7 @@ const TRAILING_FIELDS = [0x81, 0x82, 0xa3];
  * Strict enough to stand in for OpenSSL's decoder (d2i_X509, what `new X509Certificate` runs), which costs about
  * 200 µs a certificate on Node 20: whatever that decoder refuses is refused here too — the field layout, minimal
  * INTEGERs, valid BIT STRINGs and OIDs, AlgorithmIdentifier parameters, attribute value types and their character
- * encodings, the Extension layout. test/pki-der.test.ts checks it against OpenSSL on mutated certificates.
+ * encodings, the Extension layout. test/pki-x509.test.ts checks it against OpenSSL on mutated certificates.
  */
 export function readCertificateFields(der: Uint8Array): CertificateFields {
   const { tbs, sigAlg, sigValue } = readOuter(der);
