@@ -7,6 +7,13 @@
  * Ed448, RSA-PSS-restricted keys (PKCS#8 with the id-RSASSA-PSS OID — Go's x509.ParsePKCS8PrivateKey rejects them),
  * EC keys on other curves or with explicit curve parameters, and OpenSSH-format keys.
  *
+ * Two entry points. parsePrivateKey loads the key with OpenSSL and returns a KeyObject. privateKeyMatches, what an
+ * upload runs, proves RSA and EC keys from their own DER and arithmetic (section "Keys read from their own DER"),
+ * without OpenSSL's decoders (about 500 µs a key on Node 20), and hands everything else to parsePrivateKey: the error
+ * kinds are the same, except that privateKeyMatches also refuses keys whose values do not make a key
+ * (key_unparseable; OpenSSL loads such a key, and what it signs with it need not verify) and RSA keys larger than
+ * 16384 bits, whose signatures OpenSSL refuses to verify (key_unsupported).
+ *
  * Error messages are fixed strings: neither key material nor Node/OpenSSL error text is ever included.
  */
 import { ECDH, type KeyObject, createECDH, createPrivateKey, createPublicKey } from 'node:crypto';
@@ -156,7 +163,10 @@ const OID_RSA_ENCRYPTION = '1.2.840.113549.1.1.1';
 const RSA_ALGORITHM_DER = Buffer.from('300d06092a864886f70d0101010500', 'hex');
 /** OBJECT IDENTIFIER 1.2.840.10045.2.1 (id-ecPublicKey), DER. */
 const EC_PUBLIC_KEY_OID_DER = Buffer.from('06072a8648ce3d0201', 'hex');
-/** OpenSSL refuses to compute with larger RSA moduli (OPENSSL_RSA_MAX_MODULUS_BITS), so the edge could not use one. */
+/**
+ * OpenSSL refuses to verify signatures of larger RSA moduli (OPENSSL_RSA_MAX_MODULUS_BITS), so an origin could not
+ * check what the edge signs with such a key; the bound also keeps hostile input from making the arithmetic expensive.
+ */
 const MAX_RSA_BITS = 16384;
 
 interface EcCurve {
