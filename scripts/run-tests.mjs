@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 const root = 'dist/test';
 const only = process.argv.slice(2);
 /** Suites that do not touch the API or a database, and the storage suites that pick their database themselves. */
-const STORE_NEUTRAL = ['pki.test.js', 'vault.test.js', 'time.test.js', 'query-plans.test.js', 'hostnames.test.js', 'reference.test.js', 'storage-sqlite.test.js', 'storage-postgres.test.js', 'multinode.test.js', 'pg-restart.test.js', 'copy.test.js', 'edge-node.test.js', 'edge-haproxy.test.js'];
+const STORE_NEUTRAL = ['pki.test.js', 'pki-keys.test.js', 'pki-x509.test.js', 'vault.test.js', 'time.test.js', 'query-plans.test.js', 'hostnames.test.js', 'reference.test.js', 'storage-sqlite.test.js', 'storage-postgres.test.js', 'multinode.test.js', 'pg-restart.test.js', 'copy.test.js', 'edge-node.test.js', 'edge-haproxy.test.js'];
 
 const files = readdirSync(root, { recursive: true })
   .map(String)

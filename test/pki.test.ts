@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Issued, type KeyType, makeCA, makeChain, makeLeaf, warmKeys } from './helpers/certs.js';
+import { assertPkiError, oid, pemToDer, prng, tlv } from './helpers/pki.js';
 import {
   type ParsedCertificate,
   PkiError,
@@ -26,64 +27,10 @@ import {
 
 const ALL_KINDS: PkiErrorKind[] = ['cert_empty', 'cert_unparseable', 'key_empty', 'key_unparseable', 'key_encrypted', 'key_unsupported'];
 
-function assertPkiError(fn: () => unknown, kind: PkiErrorKind, label = ''): PkiError {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(e instanceof PkiError, `${label}: expected PkiError, got ${String(e)}`);
-    assert.equal(e.kind, kind, `${label}: kind`);
-    assert.equal(e.name, 'PkiError');
-    // Messages are fixed strings: never echo (base64) input.
-    assert.doesNotMatch(e.message, /[A-Za-z0-9+/]{40,}/, `${label}: message must not contain input`);
-    return e;
-  }
-  assert.fail(`${label}: expected PkiError(${kind}), nothing was thrown`);
-}
-
-/** Independent PEM -> DER (first block). */
-function pemToDer(pem: string): Buffer {
-  const m = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/.exec(pem);
-  assert.ok(m, 'PEM block');
-  return Buffer.from(m[2].replace(/\s+/g, ''), 'base64');
-}
-
 function colonHex(buf: Buffer): string {
   return buf.toString('hex').toUpperCase().match(/../g)!.join(':');
 }
 
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Minimal DER encoder for hand-made structures. */
-function tlv(tag: number, ...parts: Buffer[]): Buffer {
-  const body = Buffer.concat(parts);
-  const n = body.length;
-  const len = n < 0x80 ? Buffer.from([n]) : n < 0x100 ? Buffer.from([0x81, n]) : Buffer.from([0x82, n >> 8, n & 0xff]);
-  return Buffer.concat([Buffer.from([tag]), len, body]);
-}
-function oid(dotted: string): Buffer {
-  const arcs = dotted.split('.').map(Number);
-  const bytes: number[] = [arcs[0] * 40 + arcs[1]];
-  for (const arc of arcs.slice(2)) {
-    const chunk: number[] = [];
-    let v = arc;
-    do {
-      chunk.unshift((v & 0x7f) | (chunk.length ? 0x80 : 0));
-      v = Math.floor(v / 128);
-    } while (v > 0);
-    bytes.push(...chunk);
-  }
-  return tlv(0x06, Buffer.from(bytes));
-}
 const NULL = Buffer.from([0x05, 0x00]);
 const int = (n: number): Buffer => tlv(0x02, Buffer.from(n < 0x80 ? [n] : [0, n]));
 /** A "certificate" that only has the outer shape signatureAlgorithmOf looks at. */

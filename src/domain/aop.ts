@@ -2,13 +2,7 @@
  * Authenticated Origin Pulls: zone-level certificates, hostname certificates, the zone setting and per-hostname
  * associations. Every rule lives here; the API only translates HTTP to these calls.
  */
-import {
-  PkiError,
-  keyMatchesCertificate,
-  parseCertificates,
-  parsePrivateKey,
-  type ParsedCertificate,
-} from '../pki/index.js';
+import { PkiError, parseCertificates, privateKeyMatches, type ParsedCertificate } from '../pki/index.js';
 import type { DomainConfig } from './config.js';
 import { DomainError, type DomainErrorKind } from './errors.js';
 import { isSubdomainOrEqual, parentDomains } from './hostnames.js';
@@ -78,14 +72,14 @@ export function createAopService(deps: {
     }
     const leaf = chain[0];
     if (leaf.isCA) throw new DomainError('aop.missing_leaf', undefined, '/certificate');
-    let key;
+    let matches;
     try {
-      key = parsePrivateKey(input.private_key);
+      matches = privateKeyMatches(input.private_key, leaf);
     } catch (e) {
       if (e instanceof PkiError) throw new DomainError(KEY_ERRORS[e.kind] ?? 'aop.key_unparseable', undefined, '/private_key');
       throw e;
     }
-    if (!keyMatchesCertificate(key, leaf)) throw new DomainError('aop.key_mismatch', undefined, '/private_key');
+    if (!matches) throw new DomainError('aop.key_mismatch', undefined, '/private_key');
     return { chain, pem: chain.map((c) => c.pem).join('') };
   }
 

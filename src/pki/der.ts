@@ -12,6 +12,7 @@ export const TAG = {
   OCTET_STRING: 0x04,
   NULL: 0x05,
   OID: 0x06,
+  ENUMERATED: 0x0a,
   UTF8_STRING: 0x0c,
   NUMERIC_STRING: 0x12,
   PRINTABLE_STRING: 0x13,
@@ -128,6 +129,67 @@ export function decodeInteger(buf: Uint8Array, t: Tlv): bigint {
   let v = BigInt('0x' + hex);
   if (buf[t.valueStart] & 0x80) v -= 1n << BigInt(8 * n);
   return v;
+}
+
+/** An INTEGER's contents are non-empty and minimal (no redundant leading 0x00 / 0xff octet), as DER and OpenSSL require. */
+export function checkInteger(buf: Uint8Array, t: Tlv): void {
+  if (t.tag !== TAG.INTEGER && t.tag !== TAG.ENUMERATED) malformed('expected INTEGER');
+  const n = t.end - t.valueStart;
+  if (n < 1) malformed('empty INTEGER');
+  if (n > 1) {
+    const a = buf[t.valueStart];
+    const b = buf[t.valueStart + 1];
+    if ((a === 0x00 && (b & 0x80) === 0) || (a === 0xff && (b & 0x80) !== 0)) malformed('non-minimal INTEGER');
+  }
+}
+
+/** A primitive BIT STRING (or an IMPLICIT one, any `tag`): an unused-bits octet of at most 7, as OpenSSL requires. */
+export function checkBitString(buf: Uint8Array, t: Tlv, tag: number = TAG.BIT_STRING): void {
+  if (t.tag !== tag) malformed('expected BIT STRING');
+  if (t.end - t.valueStart < 1 || buf[t.valueStart] > 7) malformed('BIT STRING');
+}
+
+/**
+ * The parameters of an AlgorithmIdentifier (ASN.1 ANY): the universal types OpenSSL checks when it decodes an ANY
+ * must be well formed (BOOLEAN one octet, minimal INTEGER/ENUMERATED, NULL empty, a valid OID, a valid BIT STRING,
+ * whole BMPString/UniversalString characters); a constructed encoding is only accepted for SEQUENCE and SET (DER never
+ * constructs a string). Other tags, and what a SEQUENCE holds, are opaque here as they are to OpenSSL.
+ */
+export function checkAny(buf: Uint8Array, t: Tlv): void {
+  if ((t.tag & 0xc0) !== 0) return; // application, context-specific or private: opaque
+  if (t.tag & 0x20) {
+    if (t.tag !== TAG.SEQUENCE && t.tag !== TAG.SET) malformed('constructed string');
+    return;
+  }
+  const n = t.end - t.valueStart;
+  switch (t.tag) {
+    case 0x00:
+    case 0x10:
+    case 0x11:
+      malformed('invalid universal tag');
+    case TAG.BOOLEAN:
+      if (n !== 1) malformed('BOOLEAN');
+      return;
+    case TAG.INTEGER:
+    case TAG.ENUMERATED:
+      return checkInteger(buf, t);
+    case TAG.BIT_STRING:
+      return checkBitString(buf, t);
+    case TAG.NULL:
+      if (n !== 0) malformed('NULL with contents');
+      return;
+    case TAG.OID:
+      decodeOid(buf, t);
+      return;
+    case TAG.BMP_STRING:
+      if (n % 2 !== 0) malformed('BMPString');
+      return;
+    case TAG.UNIVERSAL_STRING:
+      if (n % 4 !== 0) malformed('UniversalString');
+      return;
+    default:
+      return;
+  }
 }
 
 /** Small non-negative INTEGER (e.g. a salt length); anything else is malformed for our purposes. */

@@ -20,7 +20,7 @@ import { readCertificateFields, signatureAlgorithmOf } from './x509.js';
 
 export { PkiError, type PkiErrorKind } from './errors.js';
 export type { ParsedCertificate } from './types.js';
-export { parsePrivateKey, keyMatchesCertificate } from './keys.js';
+export { parsePrivateKey, keyMatchesCertificate, privateKeyMatches } from './keys.js';
 export { signatureAlgorithmOf };
 
 function md5Fingerprint(der: Buffer): string {
@@ -30,14 +30,28 @@ function md5Fingerprint(der: Buffer): string {
   return out;
 }
 
+/**
+ * Node's X509Certificate, built on first use (chain and issuer checks, the edge): OpenSSL's decoder costs about
+ * 200 µs a certificate, and an upload needs none of it. readCertificateFields refuses whatever that decoder refuses,
+ * so this only fails (PkiError) if the two ever disagree.
+ */
+function lazyX509(der: Buffer): () => X509Certificate {
+  let x509: X509Certificate | undefined;
+  return () => {
+    if (!x509) {
+      try {
+        x509 = new X509Certificate(der);
+      } catch {
+        throw new PkiError('cert_unparseable');
+      }
+    }
+    return x509;
+  };
+}
+
 function parseDer(der: Buffer): ParsedCertificate {
   const fields = readCertificateFields(der);
-  let x509: X509Certificate;
-  try {
-    x509 = new X509Certificate(der);
-  } catch {
-    throw new PkiError('cert_unparseable');
-  }
+  const x509 = lazyX509(der);
   return {
     pem: toPem('CERTIFICATE', der),
     der,
@@ -52,7 +66,9 @@ function parseDer(der: Buffer): ParsedCertificate {
     fingerprintMd5: md5Fingerprint(der),
     // The SPKI exactly as encoded in the certificate (re-encoding through OpenSSL costs ~150 µs per certificate).
     publicKeySpki: Buffer.from(fields.spki),
-    x509,
+    get x509() {
+      return x509();
+    },
   };
 }
 

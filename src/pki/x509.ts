@@ -2,10 +2,14 @@
  * Structural walk of an X.509 certificate with our own DER reader (Node 20's X509Certificate exposes neither the
  * signature algorithm nor the raw names/times), plus the Go-compatible presentation rules Cloudflare uses.
  */
+import { isUtf8 } from 'node:buffer';
 import { PkiError } from './errors.js';
 import {
   TAG,
   type Tlv,
+  checkAny,
+  checkBitString,
+  checkInteger,
   children,
   decodeDirectoryString,
   decodeInteger,
@@ -111,6 +115,7 @@ function signatureName(buf: Uint8Array, algId: Tlv): string {
 interface OuterParts {
   tbs: Tlv;
   sigAlg: Tlv;
+  sigValue: Tlv;
 }
 
 /** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }, no trailing data. */
@@ -124,7 +129,7 @@ function readOuter(der: Uint8Array): OuterParts {
   expectTag(parts[1], TAG.SEQUENCE, 'signatureAlgorithm');
   expectTag(parts[2], TAG.BIT_STRING, 'signatureValue');
   if (parts[2].end - parts[2].valueStart < 1) malformed('empty signatureValue');
-  return { tbs: parts[0], sigAlg: parts[1] };
+  return { tbs: parts[0], sigAlg: parts[1], sigValue: parts[2] };
 }
 
 function asUint8Array(der: unknown): Uint8Array {
@@ -156,6 +161,41 @@ interface Atv {
 }
 type Rdn = Atv[];
 
+/** Universal tag numbers OpenSSL accepts, primitive, as an attribute value (its ASN1_PRINTABLE set, unknown types included). */
+const NAME_VALUE_TAGS = new Set([0x03, 0x07, 0x08, 0x09, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x12, 0x13, 0x14, 0x16, 0x1c, 0x1d, 0x1e]);
+
+/**
+ * An attribute value OpenSSL would decode (a certificate it cannot decode is no certificate for the edge either): a
+ * SEQUENCE (opaque) or one of NAME_VALUE_TAGS, primitive; and the strings it converts to UTF-8 to compare names must
+ * convert: valid UTF-8, whole BMP (UCS-2, no surrogates) and UniversalString (UCS-4, no surrogates, at most U+10FFFF)
+ * characters, a valid BIT STRING. Constructed strings are not DER and are refused.
+ */
+function checkNameValue(buf: Uint8Array, t: Tlv): void {
+  if (t.tag === TAG.SEQUENCE) return;
+  if (!NAME_VALUE_TAGS.has(t.tag)) malformed('attribute value type');
+  const b = Buffer.from(buf.buffer, buf.byteOffset + t.valueStart, t.end - t.valueStart);
+  switch (t.tag) {
+    case TAG.BIT_STRING:
+      return checkBitString(buf, t);
+    case TAG.UTF8_STRING:
+      if (!isUtf8(b)) malformed('UTF8String');
+      return;
+    case TAG.BMP_STRING:
+      if (b.length % 2 !== 0) malformed('BMPString');
+      for (let i = 0; i < b.length; i += 2) if ((b[i] & 0xf8) === 0xd8) malformed('BMPString');
+      return;
+    case TAG.UNIVERSAL_STRING:
+      if (b.length % 4 !== 0) malformed('UniversalString');
+      for (let i = 0; i < b.length; i += 4) {
+        const cp = b.readUInt32BE(i);
+        if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) malformed('UniversalString');
+      }
+      return;
+    default:
+      return;
+  }
+}
+
 function parseName(buf: Uint8Array, name: Tlv): Rdn[] {
   expectTag(name, TAG.SEQUENCE, 'Name');
   const rdns: Rdn[] = [];
@@ -166,6 +206,7 @@ function parseName(buf: Uint8Array, name: Tlv): Rdn[] {
       expectTag(atvSeq, TAG.SEQUENCE, 'AttributeTypeAndValue');
       const parts = children(buf, atvSeq);
       if (parts.length !== 2) malformed('AttributeTypeAndValue');
+      checkNameValue(buf, parts[1]);
       rdn.push({
         oid: decodeOid(buf, parts[0]),
         value: decodeDirectoryString(buf, parts[1]),
@@ -302,44 +343,88 @@ export interface CertificateFields {
 
 const OID_BASIC_CONSTRAINTS = '2.5.29.19';
 
-/** basicConstraints cA flag from the [3] extensions element; false when the extension is absent. */
-function basicConstraintsCA(buf: Uint8Array, extsExplicit: Tlv): boolean {
+/** AlgorithmIdentifier ::= SEQUENCE { algorithm OBJECT IDENTIFIER, parameters ANY OPTIONAL }. */
+function checkAlgorithmIdentifier(buf: Uint8Array, t: Tlv): void {
+  const parts = children(buf, expectTag(t, TAG.SEQUENCE, 'AlgorithmIdentifier'));
+  if (parts.length < 1 || parts.length > 2) malformed('AlgorithmIdentifier');
+  decodeOid(buf, parts[0]);
+  if (parts[1]) checkAny(buf, parts[1]);
+}
+
+/**
+ * The [3] extensions element: every Extension is { extnID, critical BOOLEAN OPTIONAL, extnValue OCTET STRING }
+ * (their contents are opaque, as they are to OpenSSL when it decodes a certificate). Returns the cA flag of the first
+ * basicConstraints extension; false when there is none.
+ */
+function readExtensions(buf: Uint8Array, extsExplicit: Tlv): boolean {
   const wrapped = children(buf, extsExplicit);
   if (wrapped.length !== 1) malformed('extensions');
   const exts = children(buf, expectTag(wrapped[0], TAG.SEQUENCE, 'Extensions'));
+  let isCA: boolean | undefined;
   for (const ext of exts) {
     const parts = children(buf, expectTag(ext, TAG.SEQUENCE, 'Extension'));
     if (parts.length < 2 || parts.length > 3) malformed('Extension');
-    if (decodeOid(buf, parts[0]) !== OID_BASIC_CONSTRAINTS) continue;
+    if (parts.length === 3 && (parts[1].tag !== TAG.BOOLEAN || parts[1].end - parts[1].valueStart !== 1)) malformed('Extension critical');
     const value = expectTag(parts[parts.length - 1], TAG.OCTET_STRING, 'extnValue');
-    const bc = readTlv(buf, value.valueStart, value.end);
-    if (bc.end !== value.end) malformed('basicConstraints');
-    const fields = children(buf, expectTag(bc, TAG.SEQUENCE, 'BasicConstraints'));
-    const first = fields[0];
-    if (!first || first.tag !== TAG.BOOLEAN) return false; // cA DEFAULT FALSE
-    if (first.end - first.valueStart !== 1) malformed('BOOLEAN');
-    return buf[first.valueStart] !== 0;
+    if (decodeOid(buf, parts[0]) !== OID_BASIC_CONSTRAINTS || isCA !== undefined) continue;
+    isCA = basicConstraintsCA(buf, value);
   }
-  return false;
+  return isCA ?? false;
 }
 
-/** Walks the certificate structure. Throws PkiError('cert_unparseable') on any structural problem. */
+/** basicConstraints cA flag from the extension's extnValue. */
+function basicConstraintsCA(buf: Uint8Array, value: Tlv): boolean {
+  const bc = readTlv(buf, value.valueStart, value.end);
+  if (bc.end !== value.end) malformed('basicConstraints');
+  const fields = children(buf, expectTag(bc, TAG.SEQUENCE, 'BasicConstraints'));
+  const first = fields[0];
+  if (!first || first.tag !== TAG.BOOLEAN) return false; // cA DEFAULT FALSE
+  if (first.end - first.valueStart !== 1) malformed('BOOLEAN');
+  return buf[first.valueStart] !== 0;
+}
+
+/** Optional trailing fields of tbsCertificate, in this order, each at most once: [1] issuerUID, [2] subjectUID, [3] extensions. */
+const TRAILING_FIELDS = [0x81, 0x82, 0xa3];
+
+/**
+ * Walks the certificate structure. Throws PkiError('cert_unparseable') on any structural problem.
+ *
+ * Strict enough to stand in for OpenSSL's decoder (d2i_X509, what `new X509Certificate` runs), which costs about
+ * 200 µs a certificate on Node 20: whatever that decoder refuses is refused here too — the field layout, minimal
+ * INTEGERs, valid BIT STRINGs and OIDs, AlgorithmIdentifier parameters, attribute value types and their character
+ * encodings, the Extension layout. test/pki-x509.test.ts checks it against OpenSSL on mutated certificates.
+ */
 export function readCertificateFields(der: Uint8Array): CertificateFields {
-  const { tbs, sigAlg } = readOuter(der);
+  const { tbs, sigAlg, sigValue } = readOuter(der);
+  checkBitString(der, sigValue);
+  checkAlgorithmIdentifier(der, sigAlg);
   const f = children(der, tbs);
   let i = 0;
-  if (f[i]?.tag === 0xa0) i++; // [0] EXPLICIT version
+  if (f[i]?.tag === 0xa0) {
+    // [0] EXPLICIT version
+    const v = children(der, f[i++]);
+    if (v.length !== 1) malformed('version');
+    checkInteger(der, expectTag(v[0], TAG.INTEGER, 'version'));
+  }
   const serialT = expectTag(f[i++], TAG.INTEGER, 'serialNumber');
+  checkInteger(der, serialT);
   const innerSig = expectTag(f[i++], TAG.SEQUENCE, 'signature');
   const issuerT = expectTag(f[i++], TAG.SEQUENCE, 'issuer');
   const validityT = expectTag(f[i++], TAG.SEQUENCE, 'validity');
   const subjectT = expectTag(f[i++], TAG.SEQUENCE, 'subject');
   const spkiT = expectTag(f[i++], TAG.SEQUENCE, 'subjectPublicKeyInfo');
+  const spkiParts = children(der, spkiT);
+  if (spkiParts.length !== 2) malformed('subjectPublicKeyInfo');
+  checkAlgorithmIdentifier(der, spkiParts[0]);
+  checkBitString(der, spkiParts[1]);
   let isCA = false;
-  for (; i < f.length; i++) {
-    if (f[i].tag === 0xa3) isCA = basicConstraintsCA(der, f[i]);
+  for (let next = 0; i < f.length; i++) {
+    const rank = TRAILING_FIELDS.indexOf(f[i].tag, next);
+    if (rank < 0) malformed('unexpected field in tbsCertificate');
+    next = rank + 1;
+    if (f[i].tag === 0xa3) isCA = readExtensions(der, f[i]);
+    else checkBitString(der, f[i], f[i].tag);
   }
-
   // Like Go and OpenSSL, the signature AlgorithmIdentifier inside the signed part must match the outer one.
   if (Buffer.compare(rawElement(der, innerSig), rawElement(der, sigAlg)) !== 0) {
     malformed('inner and outer signature algorithms differ');
