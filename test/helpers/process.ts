@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { checkResponse } from './openapi.js';
 import { fetchJson, freePort } from './net.js';
 import { databaseEnv } from './store.js';
+import { recordDatabaseFiles, scanning } from './scan-record.js';
 
 /** dist/test/helpers/process.js → dist/src/cli/index.js */
 export const CLI_PATH = fileURLToPath(new URL('../../src/cli/index.js', import.meta.url));
@@ -66,7 +67,8 @@ export async function childEnv(dir: string, extra: Record<string, string> = {}):
   return {
     ...env,
     CERTPLANE_DATA_DIR: dir,
-    CERTPLANE_LOG_LEVEL: 'warn',
+    // In a scanned run (scripts/run-tests.mjs) servers log everything, for the whole-run secrets scan.
+    CERTPLANE_LOG_LEVEL: scanning ? 'trace' : 'warn',
     ...(await databaseEnv(dir)),
     ...extra,
   };
@@ -121,6 +123,7 @@ export async function startProcess(opts: StartProcessOptions = {}): Promise<Serv
         return await exited;
       } finally {
         clearTimeout(killer);
+        recordDatabaseFiles(dir);
       }
     })();
     return stopping;
