@@ -25,7 +25,7 @@ import { createCertplane, StartupError, type Certplane } from '../src/main.js';
 import { makeServerCert } from './edge/certs.js';
 import { makeCA, makeLeaf, type Issued } from './helpers/certs.js';
 import { ManualClock } from './helpers/harness.js';
-import { recordDatabaseFiles } from './helpers/scan-record.js';
+import { recordDatabaseFiles, recordMasterKey } from './helpers/scan-record.js';
 import { databaseEnv } from './helpers/store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'certplane-keys-'));
@@ -37,6 +37,8 @@ after(async () => {
 });
 const A = randomBytes(32);
 const B = randomBytes(32);
+recordMasterKey(A.toString('hex'), 'master key A of keys.test');
+recordMasterKey(B.toString('hex'), 'master key B of keys.test');
 const clock = new ManualClock(Date.now());
 
 async function start(env: Record<string, string>): Promise<Certplane> {

@@ -1,21 +1,24 @@
 /**
  * The whole run, scanned: no response any test received, no log line of any server or child process a test started,
- * and no database file (every SQLite file the helpers' servers left, and a dump of every database of the PostgreSQL
- * test cluster) carries a private key or a credential. See test/helpers/scan-record.ts (what is recorded) and
+ * and no database file (every SQLite file the helpers' servers left, and a data dump of every database of the
+ * PostgreSQL test cluster) carries a private key or a credential. See test/helpers/scan-record.ts (what is recorded) and
  * test/helpers/secret-scan.ts (how it is searched).
  *
  * scripts/run-tests.mjs runs this file last, in the same `node --test` run as every other file, so its result is in
  * the run's closing summary. It first waits until every other test process has exited and flushed its recordings.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
+import pg from 'pg';
 import { findPgBin } from './helpers/pg.js';
 import { SCAN_DIR_ENV } from './helpers/scan-record.js';
 import { formatFinding, scanDirectory } from './helpers/secret-scan.js';
 
+const execFileP = promisify(execFile);
 const dir = process.env[SCAN_DIR_ENV];
 const expected = Number(process.env.CERTPLANE_TEST_SCAN_FILES ?? NaN);
 
@@ -45,15 +48,32 @@ async function otherTestProcesses(scanDir: string): Promise<{ done: string[]; va
   }
 }
 
-/** Every database of the shared PostgreSQL test cluster, as one data-only dump. */
-function dumpPostgres(scanDir: string): string | null {
+/** Every database of the shared PostgreSQL test cluster, each as a data-only dump (four pg_dump at a time). */
+async function dumpPostgres(scanDir: string): Promise<string[]> {
   const url = process.env.CERTPLANE_TEST_PG_URL;
   const bin = findPgBin();
-  if (!url || !bin) return null;
-  const file = join(scanDir, 'postgres-dumpall.sql');
-  const r = spawnSync(join(bin, 'pg_dumpall'), ['--data-only', `--dbname=${url}`, `--file=${file}`], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `pg_dumpall failed: ${r.stderr}`);
-  return file;
+  if (!url || !bin) return [];
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const names = (await client.query<{ datname: string }>("SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY 1")).rows.map(
+    (r) => r.datname,
+  );
+  await client.end();
+  mkdirSync(join(scanDir, 'pg'), { recursive: true });
+  const files: string[] = [];
+  const next = [...names];
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      for (let name = next.shift(); name !== undefined; name = next.shift()) {
+        const db = new URL(url);
+        db.pathname = `/${name}`;
+        const file = join(scanDir, 'pg', `${name}.sql`);
+        await execFileP(join(bin, 'pg_dump'), ['--data-only', '--no-owner', `--file=${file}`, db.toString()]);
+        files.push(file);
+      }
+    }),
+  );
+  return files.sort();
 }
 
 test('the whole run: no response, log line or database file carries a private key or a credential', async (t) => {
@@ -61,20 +81,23 @@ test('the whole run: no response, log line or database file carries a private ke
   const { done, vanished } = await otherTestProcesses(dir);
   assert.deepEqual(vanished, [], 'test processes that ended without flushing their recordings (killed?)');
 
-  const dump = dumpPostgres(dir);
+  const started = Date.now();
+  const dumps = await dumpPostgres(dir);
+  const dumped = Date.now();
   const pgLog = process.env.CERTPLANE_TEST_PG_LOG;
   const { findings, figures } = scanDirectory({
     dir,
     exclude: [`${process.pid}.jsonl`],
     logFiles: pgLog ? [pgLog] : [],
-    databaseFiles: dump ? [dump] : [],
+    databaseFiles: dumps,
   });
   const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
   t.diagnostic(
     `secrets scan: ${done.length} test processes; ${figures.files} files, ${mb(figures.bytes)}: ` +
       `${figures.responses} responses, ${figures.logLines} log lines (${figures.logRecords} records), ` +
-      `${figures.databaseFiles} database files (${mb(figures.databaseBytes)}${dump ? ', with a dump of every PostgreSQL test database' : ''}); ` +
-      `looked for ${figures.privateKeys} private keys and ${figures.credentials} credentials (${figures.windows} windows)`,
+      `${figures.databaseFiles} database files and dumps (${mb(figures.databaseBytes)}; ${dumps.length} PostgreSQL databases); ` +
+      `looked for ${figures.privateKeys} private keys and ${figures.credentials} credentials (${figures.windows} windows); ` +
+      `dump ${((dumped - started) / 1000).toFixed(1)} s, scan ${((Date.now() - dumped) / 1000).toFixed(1)} s`,
   );
   assert.deepEqual(findings.map(formatFinding), [], 'secret material found (the secret itself is not shown)');
 });

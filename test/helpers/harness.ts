@@ -14,7 +14,7 @@ import type { Permission, Scope } from '../../src/domain/model.js';
 import { checkResponse } from './openapi.js';
 import { fetchJson } from './net.js';
 import { databaseEnv } from './store.js';
-import { recordCredential, recordDatabaseFiles, scannedLogger } from './scan-record.js';
+import { recordCredential, recordDatabaseFiles, recordMasterKey, scannedLogger } from './scan-record.js';
 
 export class ManualClock implements Clock {
   private t: number;
@@ -87,6 +87,7 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
   const b = cp.bootstrap;
   assert.ok(b, 'a fresh test server bootstraps');
   const baseUrl = `${address}/client/v4`;
+  recordMasterKey(config.masterKey, 'the master key of an in-process server');
   recordCredential(b.token, 'the bootstrap API token of an in-process server');
   recordCredential(b.apiKey, 'the bootstrap global API key of an in-process server');
 

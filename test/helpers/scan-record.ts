@@ -4,8 +4,9 @@
  *
  * What a test process records (test/helpers/secret-scan.ts reads it, test/secrets-whole-run.test.ts judges it):
  *  - secrets/<pid>.jsonl — what must never come back: every private key the test helpers generate
- *    (test/helpers/certs.ts, test/edge/certs.ts) or any request body carries, and every credential the harness
- *    creates or a request authenticated with (a bearer token, an edge credential, a global API key).
+ *    (test/helpers/certs.ts, test/edge/certs.ts) or any request body carries, every credential the harness
+ *    creates or a request authenticated with (a bearer token, an edge credential, a global API key), and the master
+ *    key of every server the helpers start (its environment, or its key file).
  *  - records/<pid>.jsonl — what is scanned: the body of every response received through `fetch` (the harness, the
  *    SDK, direct calls) or `node:http(s)` (visitors, the in-process edge agent's feed), every log line of the
  *    in-process servers (the harness gives them a trace-level logger writing here), and the whole stdout/stderr of
@@ -22,8 +23,9 @@ import type { ChildProcess } from 'node:child_process';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { subscribe } from 'node:diagnostics_channel';
 import type { ClientRequest, IncomingMessage } from 'node:http';
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { parseMasterKey } from '../../src/crypto/vault.js';
 
 export const SCAN_DIR_ENV = 'CERTPLANE_TEST_SCAN_DIR';
 const scanDir = process.env[SCAN_DIR_ENV] || null;
@@ -102,6 +104,21 @@ export function recordCredential(value: string, label: string): void {
   secrets.add({ kind: 'credential', label, value, src } satisfies SecretRecord);
 }
 
+/** A master key (hex or base64, as configured): looked for in every encoding certplane accepts. */
+export function recordMasterKey(text: string | undefined, label: string): void {
+  if (!secrets || !text?.trim()) return;
+  let key: Buffer;
+  try {
+    key = parseMasterKey(text);
+  } catch {
+    return; // a malformed key a test gives on purpose opens nothing
+  }
+  const b64 = key.toString('base64').replace(/=+$/, '');
+  for (const form of new Set([key.toString('hex'), key.toString('hex').toUpperCase(), b64, key.toString('base64url')])) {
+    recordCredential(form, label);
+  }
+}
+
 export function recordResponse(where: string, text: string): void {
   records?.add({ k: 'response', src, where, text } satisfies ScanRecord);
 }
@@ -119,9 +136,17 @@ export function scannedLogger(where: string): Record<string, unknown> | undefine
   return { level: 'trace', stream: { write: (line: string) => recordLog(where, line) } };
 }
 
-/** Copies the SQLite files of a data directory into the scan directory, before the test deletes them. */
+/**
+ * Copies the SQLite files of a data directory into the scan directory, before the test deletes them, and records the
+ * master key file it holds.
+ */
 export function recordDatabaseFiles(dataDir: string): void {
   if (!scanDir) return;
+  try {
+    recordMasterKey(readFileSync(join(dataDir, 'master.key'), 'utf8'), 'the master key file of a data directory');
+  } catch {
+    // no key file (the key came from the environment)
+  }
   for (const name of ['certplane.db', 'certplane.db-wal']) {
     const file = join(dataDir, name);
     if (!existsSync(file)) continue;
