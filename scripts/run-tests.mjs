@@ -7,18 +7,27 @@
 //   npm test                      every suite, SQLite and PostgreSQL
 //   npm test -- aop access        only files whose path contains one of the words
 //   CERTPLANE_REQUIRE_POSTGRES=1  fail (instead of skipping loudly) when no PostgreSQL server binaries exist
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+//   CERTPLANE_TEST_KEEP_SCAN_DIR=1  keep the whole-run scan's recordings (they hold the run's test keys and tokens)
+//
+// The whole-run secrets scan: every test process loads dist/test/helpers/scan-record.js (`--import`), which records
+// what it receives and what its servers log into a scan directory, and secrets-whole-run.test.js, run last in the
+// same run (so the closing summary counts it), scans all of it, the SQLite files and a dump of the PostgreSQL
+// cluster for every private key and credential the run used.
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { spawn } from 'node:child_process';
 
 const root = 'dist/test';
 const only = process.argv.slice(2);
 /** Suites that do not touch the API or a database, and the storage suites that pick their database themselves. */
-const STORE_NEUTRAL = ['pki.test.js', 'pki-keys.test.js', 'pki-x509.test.js', 'vault.test.js', 'time.test.js', 'query-plans.test.js', 'hostnames.test.js', 'reference.test.js', 'storage-sqlite.test.js', 'storage-postgres.test.js', 'multinode.test.js', 'pg-restart.test.js', 'copy.test.js', 'edge-node.test.js', 'edge-haproxy.test.js'];
+const STORE_NEUTRAL = ['pki.test.js', 'pki-keys.test.js', 'pki-x509.test.js', 'vault.test.js', 'time.test.js', 'query-plans.test.js', 'hostnames.test.js', 'reference.test.js', 'storage-sqlite.test.js', 'storage-postgres.test.js', 'multinode.test.js', 'pg-restart.test.js', 'copy.test.js', 'edge-node.test.js', 'edge-haproxy.test.js', 'secrets-scanner.test.js'];
 
+const WHOLE_RUN_SCAN = 'secrets-whole-run.test.js';
 const files = readdirSync(root, { recursive: true })
   .map(String)
-  .filter((f) => f.endsWith('.test.js') && !f.startsWith('postgres/'))
+  .filter((f) => f.endsWith('.test.js') && !f.startsWith('postgres/') && f !== WHOLE_RUN_SCAN)
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .sort();
 if (files.length === 0) {
@@ -55,10 +64,18 @@ if (cluster) {
   }
 }
 
-const child = spawn(process.execPath, ['--test', '--test-concurrency=2', ...files.map((f) => join(root, f)), ...pgFiles], {
+const scanDir = mkdtempSync(join(tmpdir(), 'certplane-scan-'));
+env.CERTPLANE_TEST_SCAN_DIR = scanDir;
+env.CERTPLANE_TEST_SCAN_FILES = String(files.length + pgFiles.length);
+if (cluster) env.CERTPLANE_TEST_PG_LOG = join(cluster.dir, 'postgres.log');
+const recorder = pathToFileURL(resolve(root, 'helpers/scan-record.js')).href;
+const testFiles = [...files.map((f) => join(root, f)), ...pgFiles, join(root, WHOLE_RUN_SCAN)];
+const child = spawn(process.execPath, ['--import', recorder, '--test', '--test-concurrency=2', ...testFiles], {
   stdio: 'inherit',
   env,
 });
 const code = await new Promise((resolve) => child.on('close', (c, signal) => resolve(c ?? (signal ? 1 : 0))));
 if (cluster) await cluster.stop();
+if (process.env.CERTPLANE_TEST_KEEP_SCAN_DIR === '1') console.log(`run-tests: the scan's recordings are in ${scanDir}`);
+else rmSync(scanDir, { recursive: true, force: true });
 process.exit(code);

@@ -48,6 +48,17 @@ export interface CertplaneConfig {
 
 type Env = Record<string, string | undefined>;
 
+/** Where the data lives, for humans: never the PostgreSQL password. */
+export function describeDatabase(cfg: Pick<CertplaneConfig, 'databaseUrl' | 'databasePath'>): string {
+  if (!cfg.databaseUrl) return cfg.databasePath;
+  try {
+    const u = new URL(cfg.databaseUrl);
+    return `postgresql://${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname}`;
+  } catch {
+    return 'postgresql';
+  }
+}
+
 function int(env: Env, name: string, def: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return def;

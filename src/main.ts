@@ -3,12 +3,12 @@
  * Services are plain factory functions wired here; nothing is hidden in framework decorators.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { registerAccessRoutes } from './api/routes/access.js';
 import { registerAopRoutes } from './api/routes/aop.js';
 import { registerTenancyRoutes } from './api/routes/tenancy.js';
 import { buildServer, type ApiServices, type CertplaneServer } from './api/server.js';
-import type { CertplaneConfig } from './config.js';
+import { describeDatabase, type CertplaneConfig } from './config.js';
 import {
   checkVerificationToken,
   createKeyVault,
@@ -75,14 +75,14 @@ export async function createCertplane(
   const clock = deps.clock ?? systemClock;
   const ids = deps.ids ?? randomIds;
   const sqlite = !deps.store && !config.databaseUrl;
-  if (sqlite && !config.masterKey?.trim() && !existsSync(config.masterKeyFile) && existsSync(config.databasePath)) {
-    // A new key for an existing database could open nothing: say so instead of creating a useless key file.
-    throw new StartupError(
-      `The database ${config.databasePath} exists but its master key does not: set CERTPLANE_MASTER_KEY or restore ` +
+  // A new key for an existing database could open nothing: say so instead of leaving a useless key file behind.
+  const noKey = () =>
+    new StartupError(
+      `The database ${describeDatabase(config)} exists but its master key does not: set CERTPLANE_MASTER_KEY or restore ` +
         `the key file ${config.masterKeyFile} (CERTPLANE_MASTER_KEY_FILE).`,
     );
-  }
-  const { key } = loadOrCreateMasterKey({ env: config.masterKey, keyFile: config.masterKeyFile });
+  if (sqlite && !config.masterKey?.trim() && !existsSync(config.masterKeyFile) && existsSync(config.databasePath)) throw noKey();
+  const { key, source } = loadOrCreateMasterKey({ env: config.masterKey, keyFile: config.masterKeyFile });
   const vault = createKeyVault(key, config.previousMasterKeys.map(parseMasterKey));
   const store = deps.store ?? (await openStore(config));
 
@@ -97,6 +97,11 @@ export async function createCertplane(
         matches = checkVerificationToken(vault, check);
       } catch {
         matches = false;
+      }
+      if (!matches && source === 'created') {
+        // PostgreSQL (not a file certplane can see) already holds an installation: the key just made is not its key.
+        rmSync(config.masterKeyFile, { force: true });
+        throw noKey();
       }
       if (!matches) {
         throw new StartupError(

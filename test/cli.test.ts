@@ -19,7 +19,8 @@ import {
   type ServerProcess,
   type StartProcessOptions,
 } from './helpers/process.js';
-import { onPostgres } from './helpers/store.js';
+import { describeDatabase, loadConfig } from '../src/config.js';
+import { databaseEnv } from './helpers/store.js';
 
 const dirs: string[] = [];
 const servers: ServerProcess[] = [];
@@ -360,20 +361,18 @@ describe('first start options', () => {
     const wrong = await runUntilExit({ dir, env: { CERTPLANE_MASTER_KEY: hexKey() } });
     assert.equal(wrong.code, 1);
     assert.ok(wrong.stderr.startsWith(`certplane: ${MASTER_KEY_MISMATCH}`), wrong.stderr);
+    // Without the variable there is no key at all for this database (the SQLite file or the PostgreSQL database):
+    // refused with one clear line, nothing served, and no useless key file left behind.
     const none = await runUntilExit({ dir });
     assert.equal(none.code, 1);
-    if (onPostgres) {
-      // A PostgreSQL database is not a file certplane can see: the new key file's key is refused as a mismatch.
-      assert.ok(none.stderr.startsWith(`certplane: ${MASTER_KEY_MISMATCH}`), none.stderr);
-    } else {
-      // Without the variable there is no key at all for this database: refused, and no useless key file is created.
-      assert.equal(
-        none.stderr,
-        `certplane: The database ${join(dir, 'certplane.db')} exists but its master key does not: set CERTPLANE_MASTER_KEY ` +
-          `or restore the key file ${join(dir, 'master.key')} (CERTPLANE_MASTER_KEY_FILE).\n`,
-      );
-      assert.equal(existsSync(join(dir, 'master.key')), false);
-    }
+    const database = describeDatabase(loadConfig({ CERTPLANE_DATA_DIR: dir, ...(await databaseEnv(dir)) }));
+    assert.equal(
+      none.stderr,
+      `certplane: The database ${database} exists but its master key does not: set CERTPLANE_MASTER_KEY ` +
+        `or restore the key file ${join(dir, 'master.key')} (CERTPLANE_MASTER_KEY_FILE).\n`,
+    );
+    assert.equal(none.stdout, '');
+    assert.equal(existsSync(join(dir, 'master.key')), false);
 
     const malformed = await runUntilExit({ dir, env: { CERTPLANE_MASTER_KEY: 'not-a-key' } });
     assert.equal(malformed.code, 1);

@@ -4,7 +4,7 @@
  * commands open the same database the server uses (SQLite in WAL mode allows both at once).
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { loadConfig, type CertplaneConfig } from '../config.js';
+import { describeDatabase, loadConfig, type CertplaneConfig } from '../config.js';
 import { DomainError } from '../domain/errors.js';
 import type { Account, EdgeHostname, Scope, TokenPolicy, Zone } from '../domain/model.js';
 import { EDGE_ENGINES, runEdge, type EdgeEngine } from '../edge/run.js';
@@ -54,17 +54,6 @@ function printBootstrap(b: BootstrapResult, baseUrl: string, to: NodeJS.Writable
     '',
   ];
   to.write(lines.join('\n') + '\n');
-}
-
-/** Where the data lives, for humans: never the PostgreSQL password. */
-function describeDatabase(cfg: CertplaneConfig): string {
-  if (!cfg.databaseUrl) return cfg.databasePath;
-  try {
-    const u = new URL(cfg.databaseUrl);
-    return `postgresql://${u.hostname}${u.port ? `:${u.port}` : ''}${u.pathname}`;
-  } catch {
-    return 'postgresql';
-  }
 }
 
 const edgeHostnameJson = (h: EdgeHostname) => ({

@@ -14,6 +14,7 @@ import type { Permission, Scope } from '../../src/domain/model.js';
 import { checkResponse } from './openapi.js';
 import { fetchJson } from './net.js';
 import { databaseEnv } from './store.js';
+import { recordCredential, recordDatabaseFiles, recordMasterKey, scannedLogger } from './scan-record.js';
 
 export class ManualClock implements Clock {
   private t: number;
@@ -84,11 +85,14 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
     ...opts.env,
   });
   const clock = new ManualClock();
-  const cp = await createCertplane(config, { clock });
+  const cp = await createCertplane(config, { clock, logger: scannedLogger('in-process certplane log') });
   const address = await cp.app.listen({ host: '127.0.0.1', port: 0 });
   const b = cp.bootstrap;
   assert.ok(b, 'a fresh test server bootstraps');
   const baseUrl = `${address}/client/v4`;
+  recordMasterKey(config.masterKey, 'the master key of an in-process server');
+  recordCredential(b.token, 'the bootstrap API token of an in-process server');
+  recordCredential(b.apiKey, 'the bootstrap global API key of an in-process server');
 
   const server: TestServer = {
     cp,
@@ -132,10 +136,12 @@ export async function startServer(opts: StartOptions = {}): Promise<TestServer> 
         expiresOn: extra.expiresOn ?? null,
         notBefore: extra.notBefore ?? null,
       });
+      recordCredential(secret, 'an API token made by the harness');
       return secret;
     },
     async close() {
       await cp.close();
+      recordDatabaseFiles(dir);
       if (!opts.dir) rmSync(dir, { recursive: true, force: true });
     },
   };

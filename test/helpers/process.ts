@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { checkResponse } from './openapi.js';
 import { fetchJson, freePort } from './net.js';
 import { databaseEnv } from './store.js';
+import { recordDatabaseFiles, recordMasterKey, scanning } from './scan-record.js';
 
 /** dist/test/helpers/process.js → dist/src/cli/index.js */
 export const CLI_PATH = fileURLToPath(new URL('../../src/cli/index.js', import.meta.url));
@@ -63,10 +64,13 @@ export async function childEnv(dir: string, extra: Record<string, string> = {}):
   for (const [k, v] of Object.entries(process.env)) {
     if (!k.startsWith('CERTPLANE_') && !k.startsWith('CLOUDFLARE_')) env[k] = v;
   }
+  recordMasterKey(extra.CERTPLANE_MASTER_KEY, 'the master key given to a child process');
+  for (const k of (extra.CERTPLANE_PREVIOUS_MASTER_KEYS ?? '').split(',')) recordMasterKey(k, 'a previous master key given to a child process');
   return {
     ...env,
     CERTPLANE_DATA_DIR: dir,
-    CERTPLANE_LOG_LEVEL: 'warn',
+    // In a scanned run (scripts/run-tests.mjs) servers log everything, for the whole-run secrets scan.
+    CERTPLANE_LOG_LEVEL: scanning ? 'trace' : 'warn',
     // Suites make thousands of requests with one token from one IP: rate limits off unless a test sets them.
     CERTPLANE_RATE_LIMIT: '0',
     CERTPLANE_IP_RATE_LIMIT: '0',
@@ -124,6 +128,7 @@ export async function startProcess(opts: StartProcessOptions = {}): Promise<Serv
         return await exited;
       } finally {
         clearTimeout(killer);
+        recordDatabaseFiles(dir);
       }
     })();
     return stopping;
