@@ -3,7 +3,7 @@
  * behind an in-process queue, so transactions never interleave even though the domain awaits between statements.
  * A read and a write transaction never overlap either (on the one connection, the read would see the write's
  * uncommitted rows): a read that starts while a write is queued or open waits for it, and a write waits for the reads
- * already running to finish before it begins.
+ * already running to finish before it begins. So every read is a snapshot (`read`'s `snapshot` option changes nothing).
  * Driver errors become `StorageError`s at this boundary.
  */
 import Database from 'better-sqlite3';
