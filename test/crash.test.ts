@@ -8,7 +8,7 @@
  * See test/helpers/workload.ts for what exactly is checked, and docs/reliability.md for the figures.
  *
  * CERTPLANE_CRASH_SEED replays a run's choices (kill moments, PUT patterns, which write each client sends next);
- * CERTPLANE_CRASH_ROUNDS changes the number of rounds (default 24).
+ * CERTPLANE_CRASH_ROUNDS changes the number of rounds (default 20).
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -17,7 +17,7 @@ import { startProcess, tempDataDir, type ServerProcess } from './helpers/process
 import { openTestStore, storeKind } from './helpers/store.js';
 import { Workload, formatCounts, seedFrom, seededRng } from './helpers/workload.js';
 
-const ROUNDS = Number(process.env.CERTPLANE_CRASH_ROUNDS || 24);
+const ROUNDS = Number(process.env.CERTPLANE_CRASH_ROUNDS || 20);
 const SEED = seedFrom('CERTPLANE_CRASH_SEED');
 const TOKEN = 'CrashTestToken_0123456789_abcdefghijklmn'; // 40 characters
 /** Lowered from 50 so that the Access clients reach the limit within a round and it is tested across crashes. */
@@ -68,7 +68,7 @@ describe(`SIGKILL under concurrent writes, ${ROUNDS} rounds (${storeKind})`, () 
       wl.start();
       // The kill comes after a random number of acknowledged writes, then a random few milliseconds more: a moment
       // at random relative to the requests in flight, whatever the speed of the machine.
-      const target = 4 + Math.floor(rng() * 27);
+      const target = 4 + Math.floor(rng() * 21);
       const extraMs = Math.round(rng() * 40);
       const until = Date.now() + 60_000;
       while (wl.figures.acked - acked0 < target && wl.problems.length === 0) {
