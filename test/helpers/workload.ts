@@ -210,6 +210,9 @@ export interface Figures {
   peak: { hostnameCertificates: number; associationsPerCertificate: number; accessCertificates: number };
 }
 
+/** Thrown instead of sending once `stop` was called: a client that was preparing a request (a certificate) quits. */
+class Stopped extends Error {}
+
 const UNAVAILABLE = { code: 10001, message: 'Service temporarily unavailable, please retry' };
 
 interface Answer {
@@ -317,6 +320,7 @@ export class Workload {
    * against Cloudflare's schema; a 5xx other than an expected 503 is a violation.
    */
   private async send(method: string, path: string, body?: unknown): Promise<Answer | null> {
+    if (this.stopping) throw new Stopped();
     const write = method !== 'GET';
     this.figures.requests++;
     if (write) {
@@ -387,6 +391,7 @@ export class Workload {
     okStatus: number,
     extra: Partial<State> = {},
   ): Promise<{ attempt: Attempt; result?: any; answer: Answer | null }> {
+    if (this.stopping) throw new Stopped();
     const a = register.begin(what, value, extra);
     const answer = await this.send(method, path, body);
     if (answer === null) {
@@ -491,6 +496,7 @@ export class Workload {
       try {
         await step(rng);
       } catch (err) {
+        if (err instanceof Stopped) return;
         this.problem(`client failed: ${(err as Error).stack ?? String(err)}`);
         return;
       }
