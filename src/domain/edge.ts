@@ -133,6 +133,7 @@ export function createEdgeService(deps: { store: Store; clock: Clock; ids: Ids; 
    * reached (a restored backup), else the delta since `after` (empty when it is current).
    */
   async function feed(after: number | null): Promise<FeedResponse> {
+    // One snapshot: the version and every hostname's state as of the same commit (never half of a bulk PUT).
     return store.read(async (r) => {
       const version = await r.currentVersion();
       if (after === null || after > version) {
@@ -157,7 +158,7 @@ export function createEdgeService(deps: { store: Store; clock: Clock; ids: Ids; 
         else removed.add(name);
       }
       return { version, full: false, hostnames: await configsFor(r, present), remove: [...removed].sort() };
-    });
+    }, { snapshot: true });
   }
 
   return {

@@ -231,8 +231,12 @@ export interface DataVersions {
 export interface Store {
   /** Runs `fn` as one atomic transaction: every write in it happens, or none does. */
   write<T>(fn: (r: Repos) => Promise<T>): Promise<T>;
-  /** Runs reads against a consistent view. */
-  read<T>(fn: (r: Repos) => Promise<T>): Promise<T>;
+  /**
+   * Runs reads. Each statement sees only committed data; with `snapshot`, all of them see the same committed state,
+   * as of the first (for a result assembled from many statements that must not straddle a commit, such as the edge
+   * feed: otherwise a bulk PUT committing meanwhile would show on some of its hostnames only).
+   */
+  read<T>(fn: (r: Repos) => Promise<T>, opts?: { snapshot?: boolean }): Promise<T>;
   close(): Promise<void>;
   readonly dialect: 'sqlite' | 'postgres';
   /**

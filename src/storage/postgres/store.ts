@@ -8,9 +8,11 @@
  *   after `maxAttempts` the caller gets StorageError('busy').
  * - `read(fn)` runs without a transaction: each statement sees the data committed when it starts (READ COMMITTED).
  *   Reads never take snapshots that writers would have to respect, never block writers and never fail with
- *   serialization errors; a multi-statement read (a page and its total count) may straddle a commit, exactly as an
- *   autocommit read does on SQLite. A read never waits for writes in flight: it sees what is committed (a request
- *   that wrote has committed before it answers, so a client always reads its own writes).
+ *   serialization errors; a multi-statement read (a page and its total count) may straddle a commit. A read never
+ *   waits for writes in flight: it sees what is committed (a request that wrote has committed before it answers, so
+ *   a client always reads its own writes). `read(fn, { snapshot: true })` runs `fn` in one REPEATABLE READ READ ONLY
+ *   transaction instead: every statement sees the state committed before its first (the edge feed, which must
+ *   never show half of a bulk PUT). Read-only snapshots still never block writers nor fail to serialise.
  * - Driver errors become `StorageError`s here: class 23 (integrity constraint: unique, foreign key, check, not null)
  *   → 'conflict'; serialization failures that exhaust their retries, statement and lock timeouts → 'busy'; a
  *   database that is down, restarting, unreachable or refusing connections, and any other server error →
@@ -318,15 +320,28 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     }
   }
 
-  async function runRead<T>(fn: (r: Repos) => Promise<T>): Promise<T> {
+  async function runRead<T>(fn: (r: Repos) => Promise<T>, snapshot: boolean): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const { client, broken, done } = await checkout();
+      let began = false;
       try {
+        if (snapshot) {
+          await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+          began = true;
+        }
         const value = await fn(createPostgresRepos(client, reposOptions));
+        if (began) await client.query('COMMIT');
         done();
         return value;
       } catch (err) {
-        done(broken() ?? err);
+        let rollbackFailed: unknown;
+        if (began && broken() === undefined && !isConnectionError(err)) {
+          rollbackFailed = await client.query('ROLLBACK').then(
+            () => undefined,
+            (e: unknown) => e ?? new Error('ROLLBACK failed'),
+          );
+        }
+        done(broken() ?? rollbackFailed ?? err);
         // Reads are idempotent. A pooled connection killed by a restart gets one retry on a fresh one; a connection
         // with a stale prepared statement is destroyed and the read re-run, until every pooled one has been replaced.
         if (attempt === 1 && (broken() !== undefined || isConnectionError(err))) continue;
@@ -405,8 +420,8 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       p.then(forget, forget);
       return p;
     },
-    async read<T>(fn: (r: Repos) => Promise<T>): Promise<T> {
-      return runRead(fn);
+    async read<T>(fn: (r: Repos) => Promise<T>, opts?: { snapshot?: boolean }): Promise<T> {
+      return runRead(fn, opts?.snapshot === true);
     },
     async close() {
       if (closed) return;

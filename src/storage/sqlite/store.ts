@@ -1,7 +1,9 @@
 /**
  * SQLite adapter (better-sqlite3). One connection per process, WAL mode. Every write runs in `BEGIN IMMEDIATE`
- * behind an in-process queue, so transactions never interleave even though the domain awaits between statements;
- * reads wait only while a write transaction is open on the connection (they would otherwise see its uncommitted rows).
+ * behind an in-process queue, so transactions never interleave even though the domain awaits between statements.
+ * A read and a write transaction never overlap either (on the one connection, the read would see the write's
+ * uncommitted rows): a read that starts while a write is queued or open waits for it, and a write waits for the reads
+ * already running to finish before it begins. So every read is a snapshot (`read`'s `snapshot` option changes nothing).
  * Driver errors become `StorageError`s at this boundary.
  */
 import Database from 'better-sqlite3';
@@ -72,9 +74,13 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
   const repos: Repos = createSqliteRepos(db);
 
   let queue: Promise<unknown> = Promise.resolve();
-  let inWrite = false;
   /** Commits made through this connection (`PRAGMA data_version` only counts other connections' commits). */
   let localCommits = 0;
+  /** Write transactions queued or open: a read that starts meanwhile queues behind them. */
+  let writes = 0;
+  /** Reads running outside the queue: the next write transaction begins only when they have finished. */
+  let reads = 0;
+  let readsFinished: (() => void) | undefined;
   const listeners = new Set<() => void>();
   /** Set when the running write transaction allocates a configuration version (its commit wakes listeners). */
   let bumped = false;
@@ -87,11 +93,9 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
   };
 
   async function runWrite<T>(fn: (r: Repos) => Promise<T>): Promise<T> {
-    inWrite = true;
     try {
       db.exec('BEGIN IMMEDIATE');
     } catch (err) {
-      inWrite = false;
       throw translate(err);
     }
     try {
@@ -104,8 +108,6 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
     } catch (err) {
       if (db.inTransaction) db.exec('ROLLBACK');
       throw translate(err);
-    } finally {
-      inWrite = false;
     }
   }
 
@@ -146,9 +148,9 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
       listeners.add(listener);
       return () => void listeners.delete(listener);
     },
-    write: (fn) => enqueue(() => runWrite(fn)),
     async versions(zoneId) {
-      // While a write transaction is open its uncommitted rows are visible on this connection: wait for it.
+      // One synchronous step, so no write can begin in the middle of it; while a write transaction is open its
+      // uncommitted rows are visible on this connection, so then it waits for the queue.
       const run = async () => {
         try {
           return readVersions(zoneId);
@@ -156,7 +158,19 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
           throw translate(err);
         }
       };
-      return inWrite ? enqueue(run) : run();
+      return db.inTransaction ? enqueue(run) : run();
+    },
+    write(fn) {
+      writes++;
+      return enqueue(async () => {
+        try {
+          // A read that began before this write was queued must not run on inside its transaction.
+          if (reads > 0) await new Promise<void>((resolve) => (readsFinished = resolve));
+          return await runWrite(fn);
+        } finally {
+          writes--;
+        }
+      });
     },
     async read(fn) {
       const run = async () => {
@@ -166,7 +180,17 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
           throw translate(err);
         }
       };
-      return inWrite ? enqueue(run) : run();
+      if (writes > 0) return enqueue(run);
+      reads++;
+      try {
+        return await run();
+      } finally {
+        if (--reads === 0 && readsFinished) {
+          const resume = readsFinished;
+          readsFinished = undefined;
+          resume();
+        }
+      }
     },
     async close() {
       await queue;
