@@ -25,6 +25,8 @@ export type ApiErrorKind =
   | 'request.too_large'
   | 'request.unsupported_media_type'
   | 'request.invalid_query'
+  | 'request.bad_http'
+  | 'request.expectation_failed'
   | 'edge.unauthorized'
   | 'server.unavailable'
   | 'server.internal';
@@ -103,6 +105,9 @@ const CATALOGUE: Record<DomainErrorKind | ApiErrorKind, Entry> = {
   'request.too_large': { status: 413, code: 6009, message: withDetail('Request body is too large') },
   'request.unsupported_media_type': { status: 415, code: 6010, message: withDetail('Unsupported Content-Type') },
   'request.invalid_query': { status: 400, code: 6008, message: withDetail('Invalid query parameter') },
+  // Requests refused at the HTTP layer, before any route: 6000 + (status - 400).
+  'request.bad_http': { status: 400, code: 6000, message: withDetail('Bad request') },
+  'request.expectation_failed': { status: 417, code: 6017, message: withDetail('Expectation failed') },
   'edge.unauthorized': { status: 401, code: 10101, message: 'Invalid or revoked edge credential' },
   'server.unavailable': { status: 503, code: 10001, message: 'Service temporarily unavailable, please retry' },
   'server.internal': { status: 500, code: 10002, message: 'Internal server error' },
