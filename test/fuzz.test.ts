@@ -90,6 +90,8 @@ describe(`fuzz: hostile input on every route (${storeKind})`, () => {
   let reference: Digest;
   let entries: RouteEntry[];
   const report: { route: string; requests: number; connections: number; ms: number; statuses: Record<string, number> }[] = [];
+  /** One example request (site and label) per status/code answered, for the report. */
+  const examples = new Map<string, string>();
 
   before(async () => {
     s = await startServer();
@@ -203,7 +205,8 @@ describe(`fuzz: hostile input on every route (${storeKind})`, () => {
     t.diagnostic(`${storeKind}: ${requests} requests on ${report.length} routes (${connections} connections) in ${(ms / 1000).toFixed(1)} s`);
     const statuses: Record<string, number> = {};
     for (const r of report) for (const [k, v] of Object.entries(r.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
-    t.diagnostic(`answers: ${Object.entries(statuses).sort().map(([k, v]) => `${k}×${v}`).join(' ')}`);
+    t.diagnostic(`answers (status/code×count): ${Object.entries(statuses).sort().map(([k, v]) => `${k}×${v}`).join(' ')}`);
+    for (const [k, v] of [...examples].sort()) t.diagnostic(`  ${k} e.g. ${v}`);
     assert.equal(report.length, routes.length);
     for (const r of report) assert.ok(r.requests >= RUNS, `${r.route}: ${r.requests} requests`);
   });
@@ -239,6 +242,7 @@ describe(`fuzz: hostile input on every route (${storeKind})`, () => {
         const { status, code } = checkRejection(res, what);
         const key = `${status}/${code}`;
         statuses[key] = (statuses[key] ?? 0) + 1;
+        if (!examples.has(key)) examples.set(key, `${route.name} [${c.site}: ${c.label.slice(0, 80)}]`);
       }
       if (n % BATCH === 0) await checkpoint();
     });

@@ -60,21 +60,27 @@ export async function postgresDigester(url: string): Promise<DatabaseDigester> {
   await client.connect();
   // Values as the server sent them (text), so a digest does not depend on how the driver maps types.
   const asText = { getTypeParser: () => (v: string) => v };
-  const tables = (
-    await client.query<{ name: string; pk: string[] | null; cols: string[] }>(`
-      SELECT c.relname AS name,
-             (SELECT array_agg(a.attname ORDER BY array_position(i.indkey::int2[], a.attnum))
-                FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-               WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
-             (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
-               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS cols
-        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()
-       ORDER BY c.relname`)
-  ).rows.map((t) => ({
-    name: t.name,
-    sql: `SELECT * FROM ${quote(t.name)} ORDER BY ${(t.pk ?? t.cols).map(quote).join(', ')}`,
-  }));
+  let tables: { name: string; sql: string }[];
+  try {
+    tables = (
+      await client.query<{ name: string; pk: string[] | null; cols: string[] }>(`
+        SELECT c.relname::text AS name,
+               (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
+                  FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                 WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
+               (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS cols
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()
+         ORDER BY c.relname`)
+    ).rows.map((t) => ({
+      name: t.name,
+      sql: `SELECT * FROM ${quote(t.name)} ORDER BY ${(t.pk ?? t.cols).map(quote).join(', ')}`,
+    }));
+  } catch (err) {
+    await client.end();
+    throw err;
+  }
   return {
     async digest() {
       const out: Digest = new Map();
