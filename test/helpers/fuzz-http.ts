@@ -4,9 +4,9 @@
  *
  * Two ways to send:
  *  - `exchange` (keep-alive): one well-framed request on a reused connection, exactly one answer read back;
- *  - `exchangeClosing` (fresh connection, then half-close): for requests whose framing is itself broken, where
- *    the server may answer more than once (a truncated body leaves bytes that look like a second request) or only
- *    when it sees the end of the stream; every answer on the connection is returned.
+ *  - `exchangeClosing` (a fresh connection, half-closed by the client): for requests whose framing is itself
+ *    broken, where the server may answer more than once (a truncated body leaves bytes that look like a second
+ *    request) or only when it sees the end of the stream; every answer on the connection is returned.
  * A request that gets no answer at all, or only a partial one, is an error naming what was seen.
  */
 import { connect, type Socket } from 'node:net';
@@ -220,13 +220,21 @@ export class RawClient {
   }
 
   /**
-   * A request with broken framing, on a connection of its own that the client half-closes after writing: returns
-   * every answer the server sent before closing (at least one, or NoAnswerError).
+   * A request with broken framing, on a connection of its own: returns every answer the server sent before closing
+   * (at least one, or NoAnswerError). The client half-closes once the first answer is in, or at once with
+   * `halfClose` (for requests the server can only judge at the end of the stream, like a body shorter than its
+   * Content-Length). Not earlier: Node aborts the requests of a connection its client half-closes, so an answer
+   * that takes a database round trip would be lost.
    */
-  async exchangeClosing(bytes: Buffer, what: string): Promise<RawResponse[]> {
+  async exchangeClosing(bytes: Buffer, what: string, halfClose = false): Promise<RawResponse[]> {
     const c = await this.fresh();
     try {
-      c.socket.end(bytes);
+      if (halfClose) c.socket.end(bytes);
+      else {
+        c.socket.write(bytes);
+        await c.read((b, eof) => eof || parseResponses(b, eof).responses.length > 0, ANSWER_TIMEOUT_MS, what);
+        c.socket.end();
+      }
       const buf = await c.read((_b, eof) => eof, ANSWER_TIMEOUT_MS, what);
       const parsed = parseResponses(buf, true);
       if (parsed.responses.length === 0) {

@@ -118,8 +118,10 @@ export interface FuzzCase {
   site: string;
   label: string;
   bytes: Buffer;
-  /** Broken framing: send on a fresh connection and half-close (see RawClient.exchangeClosing). */
+  /** Broken framing: send on a connection of its own (see RawClient.exchangeClosing). */
   closing: boolean;
+  /** ... and half-close it at once: the server can only judge the request at the end of the stream. */
+  halfClose: boolean;
 }
 
 const describeCase = (c: FuzzCase) => {
@@ -265,6 +267,12 @@ function hostnameMayPass(h: unknown, zones: string[]): boolean {
   return n.ok && zones.some((z) => isSubdomainOrEqual(n.hostname, z));
 }
 
+/** `{ [key]: [objects...] }` and nothing else, at most `max` entries, each accepted by `entry`. */
+const objectList = (v: Record<string, unknown>, key: string, max: number, entry: (e: Record<string, unknown>) => boolean) => {
+  const list = v[key];
+  return onlyKeys(v, [key]) && Array.isArray(list) && list.length <= max && list.every((e) => isObject(e) && entry(e));
+};
+
 /** checkName in the Access domain: non-empty, at most 255 UTF-16 units, no control characters. */
 const nameMayPass = (n: unknown) => typeof n === 'string' && n.trim() !== '' && n.length <= 255 && !/[\u0000-\u001f\u007f]/.test(n);
 
@@ -287,19 +295,12 @@ export function bodyMayPass(route: FuzzRoute, w: World, v: unknown): boolean {
     case 'zone-setting':
       return onlyKeys(v, ['enabled']) && typeof v.enabled === 'boolean';
     case 'hostnames-put':
-      return (
-        onlyKeys(v, ['config']) &&
-        Array.isArray(v.config) &&
-        v.config.length <= 1000 &&
-        v.config.every(
-          (e) =>
-            isObject(e) &&
-            onlyKeys(e, ['hostname', 'cert_id', 'enabled']) &&
-            typeof e.cert_id === 'string' &&
-            w.hostnameCertIds.includes(e.cert_id.toLowerCase()) &&
-            hostnameMayPass(e.hostname, [w.zoneName]) &&
-            (e.enabled === undefined || e.enabled === null || typeof e.enabled === 'boolean'),
-        )
+      return objectList(v, 'config', 1000, (e) =>
+        onlyKeys(e, ['hostname', 'cert_id', 'enabled']) &&
+        typeof e.cert_id === 'string' &&
+        w.hostnameCertIds.includes(e.cert_id.toLowerCase()) &&
+        hostnameMayPass(e.hostname, [w.zoneName]) &&
+        (e.enabled === undefined || e.enabled === null || typeof e.enabled === 'boolean'),
       );
     case 'access-create': {
       if (!onlyKeys(v, ['name', 'certificate', 'associated_hostnames'])) return false;
@@ -315,19 +316,12 @@ export function bodyMayPass(route: FuzzRoute, w: World, v: unknown): boolean {
       return Array.isArray(h) && h.length <= 100 && h.every((x) => within(x, 255) && hostnameMayPass(x, w.accountZoneNames));
     }
     case 'access-settings':
-      return (
-        onlyKeys(v, ['settings']) &&
-        Array.isArray(v.settings) &&
-        v.settings.length <= 1000 &&
-        v.settings.every(
-          (e) =>
-            isObject(e) &&
-            onlyKeys(e, ['hostname', 'china_network', 'client_certificate_forwarding']) &&
-            within(e.hostname, 255) &&
-            hostnameMayPass(e.hostname, w.accountZoneNames) &&
-            typeof e.china_network === 'boolean' &&
-            typeof e.client_certificate_forwarding === 'boolean',
-        )
+      return objectList(v, 'settings', 1000, (e) =>
+        onlyKeys(e, ['hostname', 'china_network', 'client_certificate_forwarding']) &&
+        within(e.hostname, 255) &&
+        hostnameMayPass(e.hostname, w.accountZoneNames) &&
+        typeof e.china_network === 'boolean' &&
+        typeof e.client_certificate_forwarding === 'boolean',
       );
     case 'edge-ack':
       return (
@@ -553,6 +547,7 @@ interface Breaker {
   label: string;
   apply: (p: Parts) => Parts;
   closing?: boolean;
+  halfClose?: boolean;
   /** Replaces the request's bytes entirely (framing breakers build them from the request). */
   bytes?: (req: RawRequest) => Buffer;
 }
@@ -723,7 +718,7 @@ function framingBreakers(route: FuzzRoute): fc.Arbitrary<Breaker> {
     const i = h.indexOf('\r\n');
     return Buffer.concat([Buffer.from(h.slice(0, i + 2), 'latin1'), Buffer.from(line as Buffer), Buffer.from(`\r\n${h.slice(i + 2)}\r\n\r\n`, 'latin1'), bodyOf(b)]);
   };
-  const b = (label: string, bytes: (req: RawRequest) => Buffer): Breaker => ({ site: 'framing', label, closing: true, apply: (p) => p, bytes });
+  const b = (label: string, bytes: (req: RawRequest) => Buffer, halfClose = false): Breaker => ({ site: 'framing', label, closing: true, halfClose, apply: (p) => p, bytes });
 
   const all: fc.Arbitrary<Breaker>[] = [
     fc.constantFrom('abc', '-1', '+5', '1.5', '0x10', '1 2', '', ' ', '99999999999999999999999', '5,5', '\u0000')
@@ -771,7 +766,7 @@ function framingBreakers(route: FuzzRoute): fc.Arbitrary<Breaker> {
   if (route.bodyKind) {
     all.push(
       fc.constantFrom('zz\r\n{}\r\n0\r\n\r\n', '-1\r\n{}\r\n0\r\n\r\n', '2\r\n{}}}\r\n0\r\n\r\n', '2\r\n{}', '2;\u0000\r\n{}\r\n0\r\n\r\n', 'ffffffffffffffffff\r\n{}\r\n', '1\r\n{\r\n')
-        .map((chunks) => b(`bad chunks ${JSON.stringify(chunks.slice(0, 12))}`, (r) => rebuild(`${withoutLength(head(serialize(r)))}\r\ntransfer-encoding: chunked`, chunks))),
+        .map((chunks) => b(`bad chunks ${JSON.stringify(chunks.slice(0, 12))}`, (r) => rebuild(`${withoutLength(head(serialize(r)))}\r\ntransfer-encoding: chunked`, chunks), true)),
       fc.integer({ min: 1, max: 10_000 }).map((k) => b(`content-length ${k} short`, (r) => {
         const body = bodyOf(serialize(r));
         const n = Math.max(body.length - k, 0);
@@ -780,7 +775,7 @@ function framingBreakers(route: FuzzRoute): fc.Arbitrary<Breaker> {
       fc.integer({ min: 1, max: 100_000 }).map((k) => b(`content-length ${k} long`, (r) => {
         const body = bodyOf(serialize(r));
         return rebuild(`${withoutLength(head(serialize(r)))}\r\ncontent-length: ${body.length + k}`, body);
-      })),
+      }, true)),
       // Larger than the body limit, declared (answered from the header) or streamed in chunks.
       fc.integer({ min: 1024 * 1024 + 1, max: 1e12 }).map((n) => b(`content-length ${n} (over the limit)`, (r) => rebuild(`${withoutLength(head(serialize(r)))}\r\ncontent-length: ${n}`, bodyOf(serialize(r))))),
       fc.constant(b('chunked body over the limit', (r) => {
@@ -826,7 +821,7 @@ export function fuzzCases(route: FuzzRoute, w: World): fc.Arbitrary<FuzzCase> {
       if (!route.bodyKind && extraBody) p.body = extraBody;
       p = breaker.apply(p);
       const req = toRequest(route, w, p);
-      const c: FuzzCase = { site: breaker.site, label: breaker.label, bytes: breaker.bytes ? breaker.bytes(req) : serialize(req), closing: !!breaker.closing };
+      const c: FuzzCase = { site: breaker.site, label: breaker.label, bytes: breaker.bytes ? breaker.bytes(req) : serialize(req), closing: !!breaker.closing, halfClose: !!breaker.halfClose };
       return Object.assign(c, { [fc.toStringMethod]: () => describeCase(c) });
     });
 }
