@@ -91,8 +91,9 @@ describe(`fuzz: hostile input on every route (${storeKind})`, () => {
   let reference: Digest;
   let entries: RouteEntry[];
   const report: { route: string; requests: number; connections: number; ms: number; statuses: Record<string, number> }[] = [];
-  /** One example request (site and label) per status/code answered, for the report. */
+  /** One example request (site and label) per status/code answered, and how many requests each site broke. */
   const examples = new Map<string, string>();
+  const sites = new Map<string, number>();
 
   before(async () => {
     s = await startServer();
@@ -207,6 +208,7 @@ describe(`fuzz: hostile input on every route (${storeKind})`, () => {
     const statuses: Record<string, number> = {};
     for (const r of report) for (const [k, v] of Object.entries(r.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
     t.diagnostic(`answers (status/code×count): ${Object.entries(statuses).sort().map(([k, v]) => `${k}×${v}`).join(' ')}`);
+    t.diagnostic(`broken in (site×requests): ${[...sites].sort().map(([k, v]) => `${k}×${v}`).join(', ')}`);
     for (const [k, v] of [...examples].sort()) t.diagnostic(`  ${k} e.g. ${v}`);
     assert.equal(report.length, routes.length);
     for (const r of report) assert.ok(r.requests >= RUNS, `${r.route}: ${r.requests} requests`);
@@ -237,6 +239,7 @@ describe(`fuzz: hostile input on every route (${storeKind})`, () => {
     const property = fc.asyncProperty(fuzzCases(route, w), async (c) => {
       n++;
       batch.push(c);
+      sites.set(c.site, (sites.get(c.site) ?? 0) + 1);
       const what = `${route.name} request #${n} ${describeCase(c)}`;
       const answers = c.closing ? await client.exchangeClosing(c.bytes, what, c.halfClose) : [await client.exchange(c.bytes, what)];
       for (const res of answers) {
