@@ -25,7 +25,8 @@ export type ApiErrorKind =
   | 'request.too_large'
   | 'request.unsupported_media_type'
   | 'request.invalid_query'
-  | 'request.bad_framing'
+  | 'request.bad_http'
+  | 'request.expectation_failed'
   | 'request.headers_too_large'
   | 'request.timeout'
   | 'rate.limited'
@@ -107,8 +108,10 @@ const CATALOGUE: Record<DomainErrorKind | ApiErrorKind, Entry> = {
   'request.too_large': { status: 413, code: 6009, message: withDetail('Request body is too large') },
   'request.unsupported_media_type': { status: 415, code: 6010, message: withDetail('Unsupported Content-Type') },
   'request.invalid_query': { status: 400, code: 6008, message: withDetail('Invalid query parameter') },
-  // Rejected by Node's HTTP parser or its timeouts, before any route (the server's clientErrorHandler).
-  'request.bad_framing': { status: 400, code: 6000, message: 'Bad request' },
+  // Requests refused at the HTTP layer, before any route (Node's parser, its timeouts, the server's clientErrorHandler
+  // and HTTP checks): 6000 + (status - 400).
+  'request.bad_http': { status: 400, code: 6000, message: withDetail('Bad request') },
+  'request.expectation_failed': { status: 417, code: 6017, message: withDetail('Expectation failed') },
   'request.headers_too_large': { status: 431, code: 6031, message: 'Request header fields too large' },
   'request.timeout': { status: 408, code: 6011, message: 'Request timeout' },
   // ---- abuse limits (cloudflare-behavior.md §4.1; docs/compatibility.md "Abuse limits") ----

@@ -6,6 +6,7 @@
 import { STATUS_CODES, createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import proxyAddr from '@fastify/proxy-addr';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Duplex } from 'node:stream';
 import type { TSchema } from '@sinclair/typebox';
 import type { AccessScope, AccessService } from '../domain/access.js';
 import type { AopService } from '../domain/aop.js';
@@ -145,6 +146,16 @@ function patternOf(url: string): RegExp {
   return new RegExp(`^${API_PREFIX}${source}/?$`);
 }
 
+/** Writes an envelope straight onto a connection Fastify does not own (refused before HTTP parsing ended) and closes it. */
+function endWithEnvelope(socket: Duplex, rendered: RenderedError, headers = ''): void {
+  const body = JSON.stringify(fail([rendered.error]));
+  socket.end(
+    `HTTP/1.1 ${rendered.status} ${STATUS_CODES[rendered.status]}\r\n${headers}` +
+      `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `cache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
 export function errorReply(
   reply: FastifyReply,
   rendered: RenderedError | RenderedError[],
@@ -275,24 +286,55 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
       const answering = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
       if (!socket.writable || answering) return socket.destroy();
       const code = (err as { code?: string }).code;
-      const { status, error } = render(
-        code === 'HPE_HEADER_OVERFLOW'
-          ? 'request.headers_too_large'
-          : code === 'ERR_HTTP_REQUEST_TIMEOUT'
-            ? 'request.timeout'
-            : 'request.bad_framing',
-      );
-      const body = JSON.stringify(fail([error]));
-      socket.end(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
-          `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-          `cache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
+      endWithEnvelope(
+        socket,
+        render(
+          code === 'HPE_HEADER_OVERFLOW'
+            ? 'request.headers_too_large'
+            : code === 'ERR_HTTP_REQUEST_TIMEOUT'
+              ? 'request.timeout'
+              : 'request.bad_http',
+        ),
       );
     },
+    // Node would answer an HTTP/1.1 request without Host itself, with an empty 400: the onRequest hook below does.
+    http: { requireHostHeader: false },
     // Errors the router raises before any route runs (bad URL encoding, over-long segment) get the envelope too.
     frameworkErrors: (err, req, reply) => errorReply(reply, renderError(err, req)),
   });
   if (options.maxConnections) app.server.maxConnections = options.maxConnections;
+  // What Node's HTTP server would answer by itself, outside Fastify, gets the envelope too. An Expect other than
+  // 100-continue: Node answers 417 with an empty body.
+  app.server.on('checkExpectation', (_req, res) => {
+    const { status, error } = render('request.expectation_failed', 'only 100-continue is supported');
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', connection: 'close' });
+    res.end(JSON.stringify(fail([error])));
+  });
+  // CONNECT: Node drops the connection without an answer when nothing listens (certplane is no proxy).
+  app.server.on('connect', (_req, socket: Duplex) => {
+    socket.on('error', () => socket.destroy());
+    endWithEnvelope(socket, render('route.method_not_allowed', 'CONNECT'));
+  });
+  // A callback hook (no promise per request). Node's parser takes a request line without a version for HTTP/0.9 and
+  // still reads the headers after it, and takes "HTTP/2.0" on a text connection: only HTTP/1.0 and 1.1 are served.
+  // RFC 9112 §3.2: 400 for HTTP/1.1 without Host.
+  app.addHook('onRequest', (req, _reply, done) => {
+    const raw = req.raw;
+    if (raw.httpVersionMajor !== 1 || raw.httpVersionMinor > 1) {
+      return done(new ApiError('request.bad_http', `HTTP/${raw.httpVersion} is not supported; use HTTP/1.1`));
+    }
+    if (raw.headers.host === undefined && raw.httpVersionMinor === 1) {
+      return done(new ApiError('request.bad_http', 'an HTTP/1.1 request must have a Host header'));
+    }
+    // RFC 9112 §6.3: a body whose length cannot be known. Node's parser only fails once it reads the body, after a GET
+    // has already been handed to its route.
+    const te = raw.headers['transfer-encoding'];
+    if (te !== undefined && !/(?:^|,)[ \t]*chunked[ \t]*$/i.test(te)) {
+      return done(new ApiError('request.bad_http', 'the last Transfer-Encoding must be chunked'));
+    }
+    done();
+  });
+
   const patterns: RegisteredPattern[] = [];
   /** Per-request context built by a route's onRequest hook for its handler. */
   const contexts = new WeakMap<FastifyRequest, RouteContext<unknown>>();
