@@ -147,10 +147,10 @@ function patternOf(url: string): RegExp {
 }
 
 /** Writes an envelope straight onto a connection Fastify does not own (refused before HTTP parsing ended) and closes it. */
-function endWithEnvelope(socket: Duplex, rendered: RenderedError, headers = ''): void {
+function endWithEnvelope(socket: Duplex, rendered: RenderedError): void {
   const body = JSON.stringify(fail([rendered.error]));
   socket.end(
-    `HTTP/1.1 ${rendered.status} ${STATUS_CODES[rendered.status]}\r\n${headers}` +
+    `HTTP/1.1 ${rendered.status} ${STATUS_CODES[rendered.status]}\r\n` +
       `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
       `cache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
   );
