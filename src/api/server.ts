@@ -298,7 +298,8 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
       );
     },
     // Node would answer an HTTP/1.1 request without Host itself, with an empty 400: the onRequest hook below does.
-    http: { requireHostHeader: false },
+    // (With the timeouts' own options for Node's server: one `http` object, not one replacing the other.)
+    http: { ...timeoutOptions(options.timeouts).http, requireHostHeader: false },
     // Errors the router raises before any route runs (bad URL encoding, over-long segment) get the envelope too.
     frameworkErrors: (err, req, reply) => errorReply(reply, renderError(err, req)),
   });
