@@ -111,14 +111,14 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
     }
   }
 
-  // Versions as last read, valid while neither this connection nor any other has committed since: one pragma per
-  // request instead of two row reads (`data_version` changes when another connection, e.g. the CLI, commits).
+  // Versions as last read, valid while neither this connection nor any other has committed since: one pragma instead
+  // of two row reads (`data_version` changes when another connection, e.g. the CLI, commits).
   const dataVersion = db.prepare('PRAGMA data_version').pluck();
   const tenancyVersion = db.prepare('SELECT version FROM tenancy_version WHERE id = 1').pluck();
   const zoneVersion = db.prepare('SELECT version FROM zone_data_version WHERE zone_id = ?').pluck();
   const memo = { dataVersion: -1, commits: -1, tenancy: -1, zones: new Map<string, number>() };
-  function readVersions(zoneId: string | null): DataVersions {
-    const dv = dataVersion.get() as number;
+  function readVersions(zoneId: string | null, checkOthers: boolean): DataVersions {
+    const dv = checkOthers ? (dataVersion.get() as number) : memo.dataVersion;
     if (dv !== memo.dataVersion || localCommits !== memo.commits) {
       memo.dataVersion = dv;
       memo.commits = localCommits;
@@ -136,6 +136,33 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
     return { tenancy: memo.tenancy, zone };
   }
 
+  /**
+   * Version probes are answered together, once every request the event loop is parsing in this turn has asked: one
+   * `data_version` pragma (about 2.5 µs in WAL mode, as much as a row read) per turn instead of one per request. The
+   * pragma runs after each of them arrived, so each still sees every commit made before it began. The answers are one
+   * synchronous step, so no write can begin in the middle; while a write transaction is open its uncommitted rows are
+   * visible on this connection, so then they wait for the queue.
+   */
+  type Probe = { zoneId: string | null; resolve: (v: DataVersions) => void; reject: (e: unknown) => void };
+  let probes: Probe[] | null = null;
+  function answerProbes(): void {
+    const batch = probes ?? [];
+    probes = null;
+    const answer = async () => {
+      let first = true;
+      for (const p of batch) {
+        try {
+          p.resolve(readVersions(p.zoneId, first));
+          first = false;
+        } catch (err) {
+          p.reject(translate(err));
+        }
+      }
+    };
+    if (db.inTransaction) void enqueue(answer);
+    else void answer();
+  }
+
   function enqueue<T>(job: () => Promise<T>): Promise<T> {
     const p = queue.then(job, job);
     queue = p.catch(() => undefined);
@@ -148,17 +175,14 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
       listeners.add(listener);
       return () => void listeners.delete(listener);
     },
-    async versions(zoneId) {
-      // One synchronous step, so no write can begin in the middle of it; while a write transaction is open its
-      // uncommitted rows are visible on this connection, so then it waits for the queue.
-      const run = async () => {
-        try {
-          return readVersions(zoneId);
-        } catch (err) {
-          throw translate(err);
+    versions(zoneId) {
+      return new Promise<DataVersions>((resolve, reject) => {
+        if (probes === null) {
+          probes = [];
+          setImmediate(answerProbes);
         }
-      };
-      return db.inTransaction ? enqueue(run) : run();
+        probes.push({ zoneId, resolve, reject });
+      });
     },
     write(fn) {
       writes++;
