@@ -37,16 +37,7 @@ export function derToPem(label: string, der: Buffer): string {
 }
 
 /** Deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRng as prng } from './random.js';
 
 function derLength(n: number): Buffer {
   if (n < 0x80) return Buffer.from([n]);

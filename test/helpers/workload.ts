@@ -21,22 +21,11 @@ import { makeCA, makeLeaf, type Issued } from './certs.js';
 import { checkResponse } from './openapi.js';
 import { apiRequest } from './process.js';
 import type { Store } from '../../src/domain/ports.js';
+import { seededRng, type Rng } from './random.js';
 
 // ---- seeded randomness ----
 
-export type Rng = () => number;
-
-/** mulberry32: small, fast, good enough to drive choices reproducibly from a printed seed. */
-export function seededRng(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRng, type Rng };
 
 /** The seed from `envName` if set (to replay a run), else a fresh one. */
 export function seedFrom(envName: string): number {
