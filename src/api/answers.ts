@@ -68,7 +68,7 @@ export function createAnswerCache(maxBytes: number): AnswerCache {
   };
 }
 
-/** The headers every successful JSON answer carries (the same the full path sends, in the same order). */
+/** The headers of every JSON envelope sent outside Fastify (the ones the full path sends: type, no-store, length). */
 export function answerHeaders(length: number): Record<string, string | number> {
   return { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': length };
 }

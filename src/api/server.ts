@@ -213,8 +213,12 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
   const nowMs = options.nowMs ?? Date.now;
   const trusted = options.trustProxy ? proxyAddr.compile(options.trustProxy.split(',').map((p) => p.trim())) : null;
   const clientIp = (req: IncomingMessage): string => (trusted ? proxyAddr(req, trusted) : (req.socket.remoteAddress ?? ''));
-  const answers = createAnswerCache(options.answerCacheBytes ?? 32 * 1024 * 1024);
-  const answersOn = (options.answerCacheBytes ?? 1) > 0;
+  const answerCacheBytes = options.answerCacheBytes ?? 32 * 1024 * 1024;
+  const answers = createAnswerCache(answerCacheBytes);
+  const answersOn = answerCacheBytes > 0;
+  /** Successful answers to keep, by request: what the handler knew (zone, permission, versions), until onSend has the bytes. */
+  const keeping = new WeakMap<FastifyRequest, Omit<CachedAnswer, 'body'>>();
+  const timeouts = timeoutOptions(options.timeouts);
 
   /**
    * A GET answered from memory: the same credential checks as the full path (onRequest below), then the kept bytes.
@@ -278,7 +282,7 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true, ignoreDuplicateSlashes: false },
-    ...timeoutOptions(options.timeouts),
+    ...timeouts,
     ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy } : {}),
     // Requests Node's HTTP parser rejects (bad framing, oversized headers) or gives up on (header and request
     // timeouts: a slow client) still get Cloudflare's envelope, unless an answer has already begun on the socket.
@@ -299,7 +303,7 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     },
     // Node would answer an HTTP/1.1 request without Host itself, with an empty 400: the onRequest hook below does.
     // (With the timeouts' own options for Node's server: one `http` object, not one replacing the other.)
-    http: { ...timeoutOptions(options.timeouts).http, requireHostHeader: false },
+    http: { ...timeouts.http, requireHostHeader: false },
     // Errors the router raises before any route runs (bad URL encoding, over-long segment) get the envelope too.
     frameworkErrors: (err, req, reply) => errorReply(reply, renderError(err, req)),
   });
@@ -308,8 +312,9 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
   // 100-continue: Node answers 417 with an empty body.
   app.server.on('checkExpectation', (_req, res) => {
     const { status, error } = render('request.expectation_failed', 'only 100-continue is supported');
-    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', connection: 'close' });
-    res.end(JSON.stringify(fail([error])));
+    const body = JSON.stringify(fail([error]));
+    res.writeHead(status, { ...answerHeaders(Buffer.byteLength(body)), connection: 'close' });
+    res.end(body);
   });
   // CONNECT: Node drops the connection without an answer when nothing listens (certplane is no proxy).
   app.server.on('connect', (_req, socket: Duplex) => {
@@ -414,8 +419,11 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
   });
 
   // A callback hook, not an async one: it runs on every response, and a promise per response showed in the profile.
-  app.addHook('onSend', (_req, reply, payload, done) => {
+  app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('cache-control', 'no-store');
+    // A kept answer is exactly what this path sends (the serialised envelope), so both paths answer the same bytes.
+    const keep = keeping.get(req);
+    if (keep && reply.statusCode === 200 && typeof payload === 'string') answers.put(req.url, { ...keep, body: Buffer.from(payload) });
     done(null, payload);
   });
 
@@ -492,14 +500,9 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
           ctx.body = validate(req.body);
         }
         const r = await spec.handler(ctx);
-        const status = r.status ?? spec.status ?? 200;
-        if (keep && status === 200 && ctx.zone) {
-          const body = Buffer.from(JSON.stringify(ok(r.result, r.resultInfo, r.messages)));
-          answers.put(req.url, { zoneId: ctx.zone.id, permission: spec.permission!, versions: ctx.versions, body });
-          return reply.code(200).headers(answerHeaders(body.length)).send(body);
-        }
+        if (keep && ctx.zone) keeping.set(req, { zoneId: ctx.zone.id, permission: spec.permission!, versions: ctx.versions });
         return reply
-          .code(status)
+          .code(r.status ?? spec.status ?? 200)
           .header('content-type', 'application/json; charset=utf-8')
           .send(ok(r.result, r.resultInfo, r.messages));
       },
