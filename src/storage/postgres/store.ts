@@ -320,7 +320,8 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     }
   }
 
-  async function runRead<T>(fn: (r: Repos) => Promise<T>, snapshot: boolean): Promise<T> {
+  /** Runs a read on a pooled connection, with the retries a read may have (it is idempotent). */
+  async function runRead<T>(fn: (client: PoolClient) => Promise<T>, snapshot: boolean): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const { client, broken, done } = await checkout();
       let began = false;
@@ -329,7 +330,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
           await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
           began = true;
         }
-        const value = await fn(createPostgresRepos(client, reposOptions));
+        const value = await fn(client);
         if (began) await client.query('COMMIT');
         done();
         return value;
@@ -358,18 +359,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     const config: QueryConfig = reposOptions.preparedStatements
       ? { name: 'certplane_versions', text: versionsText, values: [zoneIds] }
       : { text: versionsText, values: [zoneIds] };
-    for (let attempt = 1; ; attempt++) {
-      const { client, broken, done } = await checkout();
-      try {
-        const { rows } = await client.query(config);
-        done();
-        return rows;
-      } catch (err) {
-        done(broken() ?? err);
-        if (attempt === 1 && (broken() !== undefined || isConnectionError(err))) continue;
-        throw translatePgError(err);
-      }
-    }
+    return runRead(async (client) => (await client.query(config)).rows, false);
   }
 
   /**
@@ -421,7 +411,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
       return p;
     },
     async read<T>(fn: (r: Repos) => Promise<T>, opts?: { snapshot?: boolean }): Promise<T> {
-      return runRead(fn, opts?.snapshot === true);
+      return runRead((client) => fn(createPostgresRepos(client, reposOptions)), opts?.snapshot === true);
     },
     async close() {
       if (closed) return;
