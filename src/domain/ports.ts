@@ -81,12 +81,6 @@ export interface TenancyRepo {
   getMeta(key: string): Promise<string | null>;
   setMeta(key: string, value: string): Promise<void>;
   listMeta(): Promise<[string, string][]>;
-
-  /**
-   * A number the database raises with every committed change to accounts, zones, users, memberships or tokens, made
-   * by any process sharing the database (triggers keep it). One small row: cheap enough to read on every request.
-   */
-  tenancyVersion(): Promise<number>;
 }
 
 export interface AopRepo {
@@ -219,7 +213,8 @@ export interface Repos {
 }
 
 /**
- * What an answer built from stored data depends on: the tenancy version (credentials, accounts, zones) and one zone's
+ * What an answer built from stored data depends on (both kept by triggers, whoever writes): the tenancy version
+ * (credentials, accounts, zones) and one zone's
  * data version (its AOP certificates and associations; -1 when asked for no zone or an unknown one). Equal versions
  * mean nothing the answer was built from has changed since.
  */
@@ -241,9 +236,9 @@ export interface Store {
   readonly dialect: 'sqlite' | 'postgres';
   /**
    * The current versions (see DataVersions), as committed by any process before this call began: a change committed
-   * before it is always reflected. Cheap enough for every request: SQLite re-reads them only when its
-   * `data_version` or a local commit says something changed; PostgreSQL answers the probes of concurrent requests
-   * with one query started after the last of them arrived.
+   * before it is always reflected. Cheap enough for every request: SQLite answers the probes of one event-loop turn
+   * with one `data_version` pragma and re-reads the rows only when it or a local commit says something changed;
+   * PostgreSQL answers the probes of concurrent requests with one query started after the last of them arrived.
    */
   versions(zoneId: string | null): Promise<DataVersions>;
   /**

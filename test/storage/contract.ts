@@ -684,5 +684,53 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
       const listed = await store.read((r) => r.aop.listAssociations(z2.id, undefined, { page: 1, perPage: 50 }));
       assert.deepEqual(listed.items.map((a) => a.hostname), [...hostnames].sort());
     });
+
+    test('versions: every committed change of a zone\'s AOP data changes that zone\'s version only; tenancy changes the tenancy version; a failed write changes nothing', async () => {
+      const start = await store.versions(z1.id);
+      const otherZone = (await store.versions(z2.id)).zone;
+      assert.equal((await store.versions(null)).zone, -1);
+      assert.equal((await store.versions(hex(77))).zone, -1, 'an unknown zone');
+      // Probes made together get the same answer.
+      const together = await Promise.all([store.versions(z1.id), store.versions(z2.id), store.versions(z1.id)]);
+      assert.deepEqual(together, [start, { tenancy: start.tenancy, zone: otherZone }, start]);
+
+      let last = start;
+      const changed = async (what: string) => {
+        const now = await store.versions(z1.id);
+        assert.notEqual(now.zone, last.zone, what);
+        assert.equal(now.tenancy, last.tenancy, `${what}: not a tenancy change`);
+        assert.equal((await store.versions(z2.id)).zone, otherZone, `${what}: another zone is untouched`);
+        last = now;
+      };
+      await store.write((r) => r.aop.upsertAssociation(assoc('ver1.example.com', z1.id, uuid(1))));
+      await changed('association inserted');
+      await store.write((r) => r.aop.upsertAssociation(assoc('ver1.example.com', z1.id, uuid(1), { status: 'active' })));
+      await changed('association updated');
+      await store.write((r) => r.aop.upsertAssociations([assoc('ver2.example.com', z1.id, uuid(1)), assoc('ver3.example.com', z1.id, uuid(1))]));
+      await changed('associations upserted in bulk');
+      await store.write((r) => r.aop.insertCertificate(cert(90, z1.id, 'hostname', { fingerprintSha256: 'fp-versions' })));
+      await changed('certificate inserted');
+      await store.write((r) => r.aop.updateCertificate(cert(90, z1.id, 'hostname', { fingerprintSha256: 'fp-versions', status: 'active' })));
+      await changed('certificate updated');
+      await store.write(async (r) => {
+        for (const h of ['ver1', 'ver2', 'ver3']) await r.aop.purgeAssociation(z1.id, `${h}.example.com`);
+      });
+      await changed('associations purged');
+      await store.write((r) => r.aop.purgeCertificate(uuid(90)));
+      await changed('certificate purged');
+
+      await assert.rejects(
+        store.write(async (r) => {
+          await r.aop.upsertAssociation(assoc('ver4.example.com', z1.id, uuid(1)));
+          throw new Error('rolled back');
+        }),
+      );
+      assert.deepEqual(await store.versions(z1.id), last, 'a rolled-back write changes no version');
+
+      await store.write((r) => r.tenancy.insertAccount({ id: hex(78), name: 'versions', createdAt: T0 }));
+      const afterTenancy = await store.versions(z1.id);
+      assert.notEqual(afterTenancy.tenancy, last.tenancy);
+      assert.equal(afterTenancy.zone, last.zone);
+    });
   });
 }

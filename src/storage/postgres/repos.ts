@@ -166,7 +166,6 @@ const SQL = {
   listTokens: 'SELECT * FROM tokens ORDER BY created_at, id',
 
   getMeta: 'SELECT value FROM meta WHERE key = $1',
-  tenancyVersion: 'SELECT version FROM tenancy_version WHERE id = 1',
   setMeta: 'INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value',
 
   insertAopCert: `INSERT INTO aop_certificates (id, zone_id, kind, certificate, private_key_sealed, fingerprint_sha256, issuer,
@@ -350,7 +349,6 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
     getMeta: (key) => one(SQL.getMeta, (r) => r.value as string, [key]),
     setMeta: (key, value) => exec(SQL.setMeta, [key, value]),
     listMeta: () => all(SQL.listMeta, (r): [string, string] => [r.key as string, r.value as string]),
-    tenancyVersion: async () => num((await run(SQL.tenancyVersion, []))[0].version),
   };
 
   const aop: AopRepo = {

@@ -161,7 +161,6 @@ export function createSqliteRepos(db: Database.Database): Repos {
     async setMeta(key, value) {
       q('INSERT INTO meta (key, value) VALUES (:key, :value) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run({ key, value });
     },
-    tenancyVersion: async () => (q('SELECT version FROM tenancy_version WHERE id = 1').get() as { version: number }).version,
   };
 
   const aop: AopRepo = {
