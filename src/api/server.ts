@@ -283,7 +283,8 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true, ignoreDuplicateSlashes: false },
     ...timeouts,
-    ...(options.trustProxy !== undefined ? { trustProxy: options.trustProxy } : {}),
+    // One compiled list of trusted proxies for Fastify's `req.ip` and the answer-from-memory step's clientIp.
+    ...(trusted ? { trustProxy: trusted } : {}),
     // Requests Node's HTTP parser rejects (bad framing, oversized headers) or gives up on (header and request
     // timeouts: a slow client) still get Cloudflare's envelope, unless an answer has already begun on the socket.
     clientErrorHandler: (err, socket) => {
