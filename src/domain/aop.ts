@@ -217,7 +217,7 @@ export function createAopService(deps: {
       // Net change in live associations per certificate, to enforce the limit on the batch as a whole.
       const delta = new Map<string, number>();
       const bump = (id: string, n: number) => delta.set(id, (delta.get(id) ?? 0) + n);
-      const current = new Map<string, HostnameAssociation | null>();
+      const current = new Map<string, HostnameAssociation>();
       for (const a of await r.aop.getAssociations(zone.id, wanted.map((w) => w.hostname))) current.set(a.hostname, a);
       for (const w of wanted) {
         const cur = current.get(w.hostname) ?? null;
