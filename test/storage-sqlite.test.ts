@@ -32,3 +32,35 @@ test('sqlite store runs in WAL mode', async () => {
   assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
   db.close();
 });
+
+test('group commit: writes asked for together share one transaction, and each is answered only once it is committed', async () => {
+  const path = join(dir, 'group-commit.db');
+  const store = openSqliteStore({ path });
+  // Another connection to the same file, as the CLI or a second process would have: it sees committed rows only.
+  const other = new Database(path, { readonly: true });
+  try {
+    const seenByOther = (id: string) => other.prepare('SELECT count(*) AS n FROM accounts WHERE id = ?').pluck().get(id) === 1;
+    const id = (i: number) => i.toString(16).padStart(32, '0');
+    const duringWrite: boolean[] = [];
+    const answeredBeforeCommit: number[] = [];
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        store
+          .write(async (r) => {
+            // The first write of the batch is not committed yet while the later ones run.
+            if (i > 0) duringWrite.push(seenByOther(id(0)));
+            await r.tenancy.insertAccount({ id: id(i), name: `g${i}`, createdAt: new Date(0) });
+          })
+          .then(() => {
+            if (!seenByOther(id(i))) answeredBeforeCommit.push(i);
+          }),
+      ),
+    );
+    assert.deepEqual(duringWrite, Array(19).fill(false), 'the 20 writes ran in one transaction');
+    assert.deepEqual(answeredBeforeCommit, [], 'no write was answered before its commit');
+    for (let i = 0; i < 20; i++) assert.ok(seenByOther(id(i)));
+  } finally {
+    other.close();
+    await store.close();
+  }
+});

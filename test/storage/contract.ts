@@ -453,6 +453,41 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
       assert.equal(new Set(versions).size, n, 'every write got its own version');
     });
 
+    test('writes asked for together are each atomic on their own: a failing one changes nothing, the others all commit', async () => {
+      // Asked for in one go, as the requests of one event-loop turn are (SQLite runs them in one transaction, each in
+      // a savepoint: docs/decisions/0011-sqlite-group-commit.md). Each failing write has already written rows.
+      await store.write((r) => r.tenancy.insertAccount({ id: hex(800), name: 'taken', createdAt: T0 }));
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 30 }, (_, i) =>
+          store.write(async (r) => {
+            await r.tenancy.insertAccount({ id: hex(801 + i), name: `batch ${i}`, createdAt: T0 });
+            await r.tenancy.setMeta(`batch-${i}`, 'written');
+            if (i % 3 === 1) throw new Error(`refused ${i}`);
+            // A constraint violation after the write's own rows (the id of the account written above).
+            if (i % 3 === 2) await r.tenancy.insertAccount({ id: hex(800), name: 'duplicate', createdAt: T0 });
+            return i;
+          }),
+        ),
+      );
+      for (let i = 0; i < 30; i++) {
+        const o = outcomes[i];
+        const account = await store.read((r) => r.tenancy.getAccount(hex(801 + i)));
+        const meta = await store.read((r) => r.tenancy.getMeta(`batch-${i}`));
+        if (i % 3 === 0) {
+          assert.deepEqual(o, { status: 'fulfilled', value: i });
+          assert.equal(account?.name, `batch ${i}`);
+          assert.equal(meta, 'written');
+        } else {
+          assert.equal(o.status, 'rejected', `write ${i}`);
+          const reason = (o as PromiseRejectedResult).reason;
+          if (i % 3 === 1) assert.match(String(reason), new RegExp(`refused ${i}$`));
+          else assert.ok(reason instanceof StorageError && reason.kind === 'conflict', `write ${i}: ${String(reason)}`);
+          assert.equal(account, null, `write ${i} left its account behind`);
+          assert.equal(meta, null, `write ${i} left its meta row behind`);
+        }
+      }
+    });
+
     test('a foreign key violation is a StorageError conflict too', async () => {
       await assert.rejects(
         store.write((r) => r.tenancy.insertZone(zone(700, hex(701), 'orphan.example'))),

@@ -9,10 +9,15 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { DataVersions, Repos, Store } from '../../domain/ports.js';
 import { loadMigrations } from '../migrate.js';
 import { StorageError } from '../errors.js';
 import { createSqliteRepos } from './repos.js';
+
+/** Writes in one transaction at most, and the time a batch keeps taking new ones: an answer waits for its commit. */
+const MAX_BATCH = 64;
+const MAX_BATCH_MS = 20;
 
 export interface SqliteStoreOptions {
   /** File path, or ':memory:'. */
@@ -82,7 +87,7 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
   let reads = 0;
   let readsFinished: (() => void) | undefined;
   const listeners = new Set<() => void>();
-  /** Set when the running write transaction allocates a configuration version (its commit wakes listeners). */
+  /** Set when a write in the open transaction allocates a configuration version (its commit wakes listeners). */
   let bumped = false;
   const writeRepos: Repos = {
     ...repos,
@@ -92,23 +97,88 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
     },
   };
 
-  async function runWrite<T>(fn: (r: Repos) => Promise<T>): Promise<T> {
+  // Group commit (docs/decisions/0011-sqlite-group-commit.md). The writes asked for while a transaction is being
+  // prepared or is open run one after another in that one transaction, each in its own savepoint, and are answered
+  // after its one COMMIT: a write that fails rolls back to its savepoint and changes nothing, the others go on; none
+  // is answered before the commit that makes it durable. A COMMIT writes the pages every change shares (indexes,
+  // version rows, the change feed) once, not once per write.
+  type Job = { fn: (r: Repos) => Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void };
+  type Done = { job: Job; ok: boolean; value: unknown };
+  const pending: Job[] = [];
+  /** A batch is scheduled or running and still takes new writes. */
+  let accepting = false;
+  const stmt = (sql: string) => db.prepare(sql);
+  const begin = stmt('BEGIN IMMEDIATE');
+  const commit = stmt('COMMIT');
+  const savepoint = stmt('SAVEPOINT w');
+  const release = stmt('RELEASE w');
+  const rollbackTo = stmt('ROLLBACK TO w');
+
+  async function runBatch(): Promise<void> {
+    // A read that began before this batch was queued must not run on inside its transaction.
+    if (reads > 0) await new Promise<void>((resolve) => (readsFinished = resolve));
+    const done: Done[] = [];
+    const settle = (failure?: unknown) => {
+      accepting = false;
+      writes -= done.length;
+      for (const d of done) {
+        if (failure === undefined ? d.ok : false) d.job.resolve(d.value);
+        else d.job.reject(failure ?? d.value);
+      }
+    };
     try {
-      db.exec('BEGIN IMMEDIATE');
+      begin.run();
     } catch (err) {
-      throw translate(err);
+      // The whole batch waits for nothing: every write in it is refused (busy, unavailable).
+      done.push(...pending.splice(0).map((job) => ({ job, ok: false, value: undefined })));
+      return settle(translate(err));
     }
+    bumped = false;
+    const started = performance.now();
+    while (pending.length > 0 && done.length < MAX_BATCH && performance.now() - started < MAX_BATCH_MS) {
+      const job = pending.shift() as Job;
+      // A version allocated by a write that is rolled back wakes nobody.
+      const bumpedBefore = bumped;
+      savepoint.run();
+      try {
+        const value = await job.fn(writeRepos);
+        release.run();
+        done.push({ job, ok: true, value });
+      } catch (err) {
+        if (!db.inTransaction) {
+          // SQLite rolled the whole transaction back (an I/O error, a full disk): the writes before it are gone too.
+          done.push({ job, ok: false, value: translate(err) });
+          return settle(translate(err));
+        }
+        rollbackTo.run();
+        release.run();
+        bumped = bumpedBefore;
+        done.push({ job, ok: false, value: translate(err) });
+      }
+    }
+    accepting = false;
     try {
-      bumped = false;
-      const result = await fn(writeRepos);
-      db.exec('COMMIT');
-      localCommits++;
-      if (bumped) for (const l of listeners) queueMicrotask(l);
-      return result;
+      commit.run();
     } catch (err) {
       if (db.inTransaction) db.exec('ROLLBACK');
-      throw translate(err);
+      return settle(translate(err));
     }
+    localCommits++;
+    if (bumped) for (const l of listeners) queueMicrotask(l);
+    settle();
+  }
+
+  function schedule(): void {
+    accepting = true;
+    // The batch takes its place in the queue now, so reads asked for from here on wait for it (an in-process loop of
+    // reads cannot starve it), and begins after the current event-loop turn, so the writes of every request parsed
+    // in that turn join it. Writes that arrive once a batch has stopped taking them go to the next one.
+    void enqueue(async () => {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      await runBatch();
+    }).finally(() => {
+      if (pending.length > 0 && !accepting) schedule();
+    });
   }
 
   // Versions as last read, valid while neither this connection nor any other has committed since: one pragma instead
@@ -184,16 +254,11 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
         probes.push({ zoneId, resolve, reject });
       });
     },
-    write(fn) {
+    write<T>(fn: (r: Repos) => Promise<T>): Promise<T> {
       writes++;
-      return enqueue(async () => {
-        try {
-          // A read that began before this write was queued must not run on inside its transaction.
-          if (reads > 0) await new Promise<void>((resolve) => (readsFinished = resolve));
-          return await runWrite(fn);
-        } finally {
-          writes--;
-        }
+      return new Promise<T>((resolve, reject) => {
+        pending.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+        if (!accepting) schedule();
       });
     },
     async read(fn) {
