@@ -1,6 +1,7 @@
 /**
- * SQLite adapter (better-sqlite3). One connection per process, WAL mode. Every write runs in `BEGIN IMMEDIATE`
- * behind an in-process queue, so transactions never interleave even though the domain awaits between statements.
+ * SQLite adapter (better-sqlite3). One connection per process, WAL mode. Writes run in `BEGIN IMMEDIATE` behind an
+ * in-process queue, so transactions never interleave even though the domain awaits between statements; the writes
+ * asked for together share one transaction, each in its own savepoint (group commit, decision 0011).
  * A read and a write transaction never overlap either (on the one connection, the read would see the write's
  * uncommitted rows): a read that starts while a write is queued or open waits for it, and a write waits for the reads
  * already running to finish before it begins. So every read is a snapshot (`read`'s `snapshot` option changes nothing).
