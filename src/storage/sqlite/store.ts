@@ -139,7 +139,7 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
     while (pending.length > 0 && done.length < MAX_BATCH && performance.now() - started < MAX_BATCH_MS) {
       const job = pending.shift() as Job;
       // A version allocated by a write that is rolled back wakes nobody.
-      const bumpedBefore = bumped;
+      const bumpedBefore: boolean = bumped;
       savepoint.run();
       try {
         const value = await job.fn(writeRepos);
