@@ -376,6 +376,10 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
     });
 
     test('onConfigChange wakes listeners after a committed version change, not for other or failed writes', async () => {
+      // A subscription held for the whole test, and time for a store that listens on a connection of its own (PostgreSQL's
+      // LISTEN) to open it: a commit then wakes listeners once, not once from this process and again from the database.
+      const held = store.onConfigChange(() => undefined);
+      await new Promise((r) => setTimeout(r, 300));
       let calls = 0;
       const woken = () =>
         new Promise<void>((resolve, reject) => {
@@ -403,6 +407,7 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
       );
       await new Promise((r) => setTimeout(r, 300));
       off();
+      held();
       assert.equal(spurious, 0, 'no wake-up without a committed version change');
     });
 

@@ -202,6 +202,16 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
    * restarted). While it is down, wake-ups are missed; waiters re-check periodically, so nothing is lost.
    */
   let listener: pg.Client | null = null;
+  /**
+   * The highest version listeners were woken for. This node's own commit wakes them at once, and its NOTIFY comes
+   * later (or sooner) on the LISTEN connection: one wake-up per committed version, not two.
+   */
+  let announced = 0;
+  function announce(version: number): void {
+    if (version <= announced) return;
+    announced = version;
+    for (const l of listeners) queueMicrotask(l);
+  }
   let listening = false;
   async function listen(): Promise<void> {
     if (listening || closed) return;
@@ -217,8 +227,10 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
     client.on('end', () => {
       if (listener === client) retry();
     });
-    client.on('notification', () => {
-      for (const l of listeners) l();
+    client.on('notification', (msg) => {
+      const version = Number(msg.payload);
+      if (Number.isSafeInteger(version)) announce(version);
+      else for (const l of listeners) queueMicrotask(l);
     });
     try {
       await client.connect();
@@ -275,12 +287,13 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
         await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
         began = true;
         const base = createPostgresRepos(tracked, reposOptions);
-        let bumped = false;
+        let bumped = 0;
         const repos: Repos = {
           ...base,
-          nextVersion: () => {
-            bumped = true;
-            return base.nextVersion();
+          nextVersion: async () => {
+            const version = await base.nextVersion();
+            bumped = Math.max(bumped, version);
+            return version;
           },
         };
         const value = await fn(repos);
@@ -289,7 +302,7 @@ export async function openPostgresStore(opts: PostgresStoreOptions): Promise<Sto
         if (commit.command === 'ROLLBACK') throw failed ?? new StorageError('unavailable', 'transaction was rolled back');
         outcome = { ok: true, value };
         // This node's own waiters are woken at once; other nodes' through the NOTIFY sent with the commit.
-        if (bumped) for (const l of listeners) queueMicrotask(l);
+        if (bumped) announce(bumped);
       } catch (err) {
         outcome = { ok: false, err };
         if (broken() === undefined && !isConnectionError(err)) {
