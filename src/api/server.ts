@@ -17,7 +17,7 @@ import type { Principal, TenancyService } from '../domain/tenancy.js';
 import { StorageError } from '../storage/errors.js';
 import type { DataVersions } from '../domain/ports.js';
 import { answerHeaders, canAnswerFromMemory, createAnswerCache, sendAnswer, type AnswerCache, type CachedAnswer } from './answers.js';
-import { authenticate, authorizeAccount, authorizeZone } from './auth.js';
+import { authenticate, authenticateFromMemory, authorizeAccount, authorizeZone, authorizeZoneFromMemory } from './auth.js';
 import { fail, ok, type ResultInfo, type WireMessage } from './envelope.js';
 import { ApiError, render, type ApiErrorKind, type ErrorFamily, type RenderedError } from './errors.js';
 import { compileBody } from './validate.js';
@@ -222,9 +222,9 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
 
   /**
    * A GET answered from memory: the same credential checks as the full path (onRequest below), then the kept bytes.
-   * Resolves false, having written nothing, whenever the full path must answer instead.
+   * False (or a promise of false), having written nothing, whenever the full path must answer instead.
    */
-  async function answerFromMemory(req: IncomingMessage, res: ServerResponse, kept: CachedAnswer): Promise<boolean> {
+  function answerFromMemory(req: IncomingMessage, res: ServerResponse, kept: CachedAnswer): boolean | Promise<boolean> {
     // Rate limits first, as on the full path: only a credential already seen to authenticate is counted here (any
     // other request goes to the full path uncounted, which counts it by client IP). A refusal does no work at all;
     // a request counted here and then handed to the full path is not counted again (COUNTED).
@@ -240,19 +240,21 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
       }
       (req as CountedRequest)[COUNTED] = d;
     }
-    const lookups = await services.tenancy.lookups(kept.zoneId);
-    const v = lookups.versions;
-    if (v.tenancy !== kept.versions.tenancy || v.zone !== kept.versions.zone) return false;
-    const principal = await authenticate(lookups, req.headers);
-    await authorizeZone(lookups, principal, kept.zoneId, kept.permission);
-    if ((app.log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info')) {
-      // The line Fastify logs for a request it answers (its "incoming request" line is folded into this one).
-      app.log.info({ req: { method: req.method, url: req.url, remoteAddress: req.socket.remoteAddress }, res: { statusCode: 200 } }, 'request completed from memory');
-    }
-    if (d) setRateLimitHeaders(d, res);
-    sendAnswer(res, kept);
-    answers.hits++;
-    return true;
+    // One probe of the versions, then the checks `authenticate` and `authorizeZone` make, from the rows kept for
+    // that tenancy version (no read, no further promise); anything they cannot tell goes to the full path.
+    return services.tenancy.versions(kept.zoneId).then((v) => {
+      if (v.tenancy !== kept.versions.tenancy || v.zone !== kept.versions.zone) return false;
+      const principal = authenticateFromMemory(services.tenancy, req.headers, v.tenancy);
+      if (!principal || !authorizeZoneFromMemory(services.tenancy, principal, kept.zoneId, kept.permission, v.tenancy)) return false;
+      if ((app.log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info')) {
+        // The line Fastify logs for a request it answers (its "incoming request" line is folded into this one).
+        app.log.info({ req: { method: req.method, url: req.url, remoteAddress: req.socket.remoteAddress }, res: { statusCode: 200 } }, 'request completed from memory');
+      }
+      if (d) setRateLimitHeaders(d, res);
+      sendAnswer(res, kept);
+      answers.hits++;
+      return true;
+    });
   }
 
   const app = Fastify({
@@ -268,8 +270,11 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
       const server = createServer(opts.http ?? {}, (req, res) => {
         const kept = answersOn && canAnswerFromMemory(req) ? answers.get(req.url ?? '') : undefined;
         if (!kept) return handler(req, res);
-        answerFromMemory(req, res, kept).then(
-          (done) => done || handler(req, res),
+        const done = answerFromMemory(req, res, kept);
+        if (done === true) return;
+        if (done === false) return handler(req, res);
+        done.then(
+          (answered) => answered || handler(req, res),
           () => handler(req, res),
         );
       });

@@ -325,6 +325,30 @@ export function createTenancyService(deps: { store: Store; clock: Clock; ids: Id
       };
     },
 
+    /** The current versions (`Store.versions`), for a caller that decides with `peek` alone. */
+    versions: (zoneId: string | null) => store.versions(zoneId),
+
+    /**
+     * What `lookups` would answer, when it can be told from the rows kept for exactly `version` (the tenancy version a
+     * probe just read), without a read or a promise; undefined when it cannot, and the caller asks `lookups`. Expiry
+     * and not-before are checked now, as on every use.
+     */
+    peek: {
+      token(secret: string, version: number): TokenCheck | undefined {
+        if (cache.version !== version) return undefined;
+        const token = cache.tokens.get(hashSecret(secret));
+        return token && checkTokenRow(token);
+      },
+      apiKey(email: string, apiKey: string, version: number): Principal | null | undefined {
+        if (cache.version !== version) return undefined;
+        const entry = cache.users.get(email.trim().toLowerCase());
+        return entry && checkUserKey(entry, apiKey);
+      },
+      zone(id: string, version: number): Zone | undefined {
+        return cache.version === version ? cache.zones.get(id) : undefined;
+      },
+    },
+
     getZone: (id: string) => store.read((r) => r.tenancy.getZone(id)),
     getAccount: (id: string) => store.read((r) => r.tenancy.getAccount(id)),
     listAccounts: () => store.read((r) => r.tenancy.listAccounts()),
