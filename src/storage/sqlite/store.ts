@@ -73,6 +73,10 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
+    // Every write runs in a savepoint of its batch (group commit). With the default temp_store, the pages a write
+    // changes go to a sub-journal in a temporary file first: 100 upserts took 2.6-2.8 ms instead of 0.7 ms. In memory
+    // the sub-journal costs nothing measurable; it holds at most the pages one batch changes.
+    db.pragma('temp_store = MEMORY');
     migrateSqlite(db);
   } catch (err) {
     throw translate(err);
