@@ -64,7 +64,7 @@ const TOKEN = 'BenchBenchBenchBenchBenchBenchBenchBench'; // 40 characters: the 
 const MASTER_KEY = 'b'.repeat(64); // benchmark databases only
 // The upload scenario puts Cloudflare's limit of 10 certificates in each of these zones (it sends each (zone,
 // certificate) pair once): enough pairs for the warm-up and the run at up to about 3,500 uploads per second, so a
-// longer --duration seeds more zones (a run that still outpaces them is flagged: its repeats are refused).
+// longer --duration seeds more zones (repeats that a faster run would send are refused and count as errors).
 const UPLOAD_PER_ZONE = 10;
 const UPLOAD_ZONES = Math.max(1000, Math.ceil((3500 * (opts.warmupS + opts.durationS)) / UPLOAD_PER_ZONE / 500) * 500);
 const UPLOAD_CERTS = 300;
@@ -449,10 +449,8 @@ async function measure(server, sc, cursor, { ceiling = false } = {}) {
     rssMb: mem.nowMb,
     wrkOutput: w.out,
   };
-  if (sc.once && cursor.i > sc.requests.length) {
-    row.wrapped = true; // the list ran out and requests were sent again: the errors are those repeats
-    log(`${server.name} ${sc.name}: sent more than its ${sc.requests.length} one-time requests; raise UPLOAD_ZONES`);
-  }
+  // The cursor counts one spare request per connection, so this may also say so just before the list runs out.
+  if (sc.once && cursor.i > sc.requests.length) log(`${server.name} ${sc.name}: may have sent some of its ${sc.requests.length} one-time requests twice; raise UPLOAD_ZONES`);
   log(`${server.name} ${sc.name}${ceiling ? ' (ceiling)' : ''}: ${row.rps} req/s p50 ${row.p50Ms} ms p99 ${row.p99Ms} ms, errors ${row.errors}, RSS peak ${row.peakRssMb} MB`);
   return row;
 }
@@ -608,15 +606,20 @@ function targets() {
   const s1m = results.servers['sqlite-1M'];
   const p1k = results.servers['postgres-1k'];
   const out = [];
-  const t = (target, value, met) => out.push({ target, value, met });
+  // A target counts only the answers it asked for: a row with refused or failed requests (an upload sent twice is
+  // refused as a duplicate) is not met, however fast those answers were.
+  const t = (target, value, met, rows = []) => {
+    const errors = rows.reduce((n, r) => n + r.errors, 0);
+    out.push({ target, value: errors ? `${value} (${fmt(errors)} errors)` : value, met: met && errors === 0 });
+  };
   const sc = (srv, n) => srv?.scenarios[n];
   if (sc(s1k, 'status')) {
-    t('SQLite GET hostname status ≥ 75 % of the ceiling (1k)', `${Math.round(sc(s1k, 'status').vsCeiling * 100)} %`, sc(s1k, 'status').vsCeiling >= 0.75);
-    t('SQLite GET hostname status p99 ≤ 10 ms (1k)', `${sc(s1k, 'status').p99Ms} ms`, sc(s1k, 'status').p99Ms <= 10);
+    t('SQLite GET hostname status ≥ 75 % of the ceiling (1k)', `${Math.round(sc(s1k, 'status').vsCeiling * 100)} %`, sc(s1k, 'status').vsCeiling >= 0.75, [sc(s1k, 'status')]);
+    t('SQLite GET hostname status p99 ≤ 10 ms (1k)', `${sc(s1k, 'status').p99Ms} ms`, sc(s1k, 'status').p99Ms <= 10, [sc(s1k, 'status')]);
   }
   if (sc(s1m, 'status')) {
-    t('SQLite GET hostname status ≥ 75 % of the ceiling (1M)', `${Math.round(sc(s1m, 'status').vsCeiling * 100)} %`, sc(s1m, 'status').vsCeiling >= 0.75);
-    t('SQLite GET hostname status p99 ≤ 10 ms (1M)', `${sc(s1m, 'status').p99Ms} ms`, sc(s1m, 'status').p99Ms <= 10);
+    t('SQLite GET hostname status ≥ 75 % of the ceiling (1M)', `${Math.round(sc(s1m, 'status').vsCeiling * 100)} %`, sc(s1m, 'status').vsCeiling >= 0.75, [sc(s1m, 'status')]);
+    t('SQLite GET hostname status p99 ≤ 10 ms (1M)', `${sc(s1m, 'status').p99Ms} ms`, sc(s1m, 'status').p99Ms <= 10, [sc(s1m, 'status')]);
   }
   if (s1k && s1m) {
     for (const n of ['status', 'certificate', 'list50', 'list1000']) {
@@ -630,6 +633,7 @@ function targets() {
         `SQLite 1M keeps ≥ 90 % of 1k throughput: ${n}`,
         `${Math.round(kept * 100)} % by CPU / request (${a.serverCpuPerReqUs} → ${b.serverCpuPerReqUs} µs); req/s ${fmt(a.rps)} → ${fmt(b.rps)} (${Math.round((b.rps / a.rps) * 100)} %)`,
         kept >= 0.9,
+        [a, b],
       );
     }
     t('SQLite 1M server peak RSS ≤ 250 MB', `${s1m.peakRssMb} MB`, s1m.peakRssMb <= 250);
@@ -637,15 +641,15 @@ function targets() {
   }
   for (const srv of [s1k, s1m].filter(Boolean)) {
     const tag = srv.size >= 1e6 ? '1M' : '1k';
-    if (sc(srv, 'put100')) t(`SQLite PUT 100 associations p50 ≤ 15 ms (${tag}, 50 connections)`, `${sc(srv, 'put100').p50Ms} ms`, sc(srv, 'put100').p50Ms <= 15);
-    if (sc(srv, 'put100-c1')) t(`SQLite PUT 100 associations p50 ≤ 15 ms (${tag}, 1 connection)`, `${sc(srv, 'put100-c1').p50Ms} ms`, sc(srv, 'put100-c1').p50Ms <= 15);
-    if (sc(srv, 'upload')) t(`SQLite certificate upload ≥ 1,500/s (${tag})`, `${sc(srv, 'upload').rps}/s`, sc(srv, 'upload').rps >= 1500);
+    if (sc(srv, 'put100')) t(`SQLite PUT 100 associations p50 ≤ 15 ms (${tag}, 50 connections)`, `${sc(srv, 'put100').p50Ms} ms`, sc(srv, 'put100').p50Ms <= 15, [sc(srv, 'put100')]);
+    if (sc(srv, 'put100-c1')) t(`SQLite PUT 100 associations p50 ≤ 15 ms (${tag}, 1 connection)`, `${sc(srv, 'put100-c1').p50Ms} ms`, sc(srv, 'put100-c1').p50Ms <= 15, [sc(srv, 'put100-c1')]);
+    if (sc(srv, 'upload')) t(`SQLite certificate upload ≥ 1,500/s (${tag})`, `${sc(srv, 'upload').rps}/s`, sc(srv, 'upload').rps >= 1500, [sc(srv, 'upload')]);
   }
   for (const srv of [p1k, results.servers['postgres-1M']].filter(Boolean)) {
     const tag = srv.size >= 1e6 ? '1M' : '1k';
-    if (sc(srv, 'status')) t(`PostgreSQL GET hostname status ≥ 40 % of the ceiling (${tag})`, `${Math.round(sc(srv, 'status').vsCeiling * 100)} %`, sc(srv, 'status').vsCeiling >= 0.4);
-    if (sc(srv, 'put100')) t(`PostgreSQL PUT 100 associations p50 ≤ 40 ms (${tag}, 50 connections)`, `${sc(srv, 'put100').p50Ms} ms`, sc(srv, 'put100').p50Ms <= 40);
-    if (sc(srv, 'put100-c1')) t(`PostgreSQL PUT 100 associations p50 ≤ 40 ms (${tag}, 1 connection)`, `${sc(srv, 'put100-c1').p50Ms} ms`, sc(srv, 'put100-c1').p50Ms <= 40);
+    if (sc(srv, 'status')) t(`PostgreSQL GET hostname status ≥ 40 % of the ceiling (${tag})`, `${Math.round(sc(srv, 'status').vsCeiling * 100)} %`, sc(srv, 'status').vsCeiling >= 0.4, [sc(srv, 'status')]);
+    if (sc(srv, 'put100')) t(`PostgreSQL PUT 100 associations p50 ≤ 40 ms (${tag}, 50 connections)`, `${sc(srv, 'put100').p50Ms} ms`, sc(srv, 'put100').p50Ms <= 40, [sc(srv, 'put100')]);
+    if (sc(srv, 'put100-c1')) t(`PostgreSQL PUT 100 associations p50 ≤ 40 ms (${tag}, 1 connection)`, `${sc(srv, 'put100-c1').p50Ms} ms`, sc(srv, 'put100-c1').p50Ms <= 40, [sc(srv, 'put100-c1')]);
   }
   return out;
 }
