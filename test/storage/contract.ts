@@ -493,6 +493,46 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
       }
     });
 
+    test('writes asked for together: when the first fails (SQLite runs it without a savepoint), it changes nothing and the next ones commit', async () => {
+      // SQLite rolls the whole transaction back for its first write and begins again for the rest
+      // (docs/decisions/0011-sqlite-group-commit.md); both failure kinds, then a success, then a failure after it.
+      await store.write((r) => r.tenancy.insertAccount({ id: hex(850), name: 'taken', createdAt: T0 }));
+      const kinds = ['throws', 'conflict', 'ok', 'throws', 'ok'] as const;
+      for (const first of ['throws', 'conflict'] as const) {
+        const base = first === 'throws' ? 851 : 861;
+        const plan = [first, ...kinds.slice(1)];
+        const outcomes = await Promise.allSettled(
+          plan.map((kind, i) =>
+            store.write(async (r) => {
+              await r.tenancy.insertAccount({ id: hex(base + i), name: `first-${kind}-${i}`, createdAt: T0 });
+              await r.tenancy.setMeta(`first-${base + i}`, 'written');
+              if (kind === 'throws') throw new Error(`refused ${base + i}`);
+              if (kind === 'conflict') await r.tenancy.insertAccount({ id: hex(850), name: 'duplicate', createdAt: T0 });
+              return i;
+            }),
+          ),
+        );
+        for (let i = 0; i < plan.length; i++) {
+          const account = await store.read((r) => r.tenancy.getAccount(hex(base + i)));
+          const meta = await store.read((r) => r.tenancy.getMeta(`first-${base + i}`));
+          if (plan[i] === 'ok') {
+            assert.deepEqual(outcomes[i], { status: 'fulfilled', value: i });
+            assert.equal(account?.name, `first-ok-${i}`);
+            assert.equal(meta, 'written');
+            continue;
+          }
+          const reason = (outcomes[i] as PromiseRejectedResult).reason;
+          assert.equal(outcomes[i].status, 'rejected', `write ${i}`);
+          if (plan[i] === 'throws') assert.match(String(reason), new RegExp(`refused ${base + i}$`));
+          else assert.ok(reason instanceof StorageError && reason.kind === 'conflict', `write ${i}: ${String(reason)}`);
+          assert.equal(account, null, `write ${i} left its account behind`);
+          assert.equal(meta, null, `write ${i} left its meta row behind`);
+        }
+      }
+      // The store goes on taking writes afterwards.
+      assert.equal(await store.write(async (r) => (await r.tenancy.insertAccount({ id: hex(870), name: 'after', createdAt: T0 }), 'done')), 'done');
+    });
+
     test('a foreign key violation is a StorageError conflict too', async () => {
       await assert.rejects(
         store.write((r) => r.tenancy.insertZone(zone(700, hex(701), 'orphan.example'))),

@@ -107,7 +107,9 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
   // prepared or is open run one after another in that one transaction, each in its own savepoint, and are answered
   // after its one COMMIT: a write that fails rolls back to its savepoint and changes nothing, the others go on; none
   // is answered before the commit that makes it durable. A COMMIT writes the pages every change shares (indexes,
-  // version rows, the change feed) once, not once per write.
+  // version rows, the change feed) once, not once per write. The first write of a transaction needs no savepoint:
+  // the transaction is its rollback point (ROLLBACK, then BEGIN again for the rest). A savepoint's journal copies
+  // every page the write touches, and a lone write (one client, a deployer tick) is the common batch.
   type Job = { fn: (r: Repos) => Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void };
   type Done = { job: Job; ok: boolean; value: unknown };
   const pending: Job[] = [];
@@ -119,6 +121,7 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
   const savepoint = stmt('SAVEPOINT w');
   const release = stmt('RELEASE w');
   const rollbackTo = stmt('ROLLBACK TO w');
+  const rollback = stmt('ROLLBACK');
 
   async function runBatch(): Promise<void> {
     // A read that began before this batch was queued must not run on inside its transaction.
@@ -140,26 +143,41 @@ export function openSqliteStore(opts: SqliteStoreOptions): Store {
       return settle(translate(err));
     }
     bumped = false;
+    /** Nothing has been written in the open transaction yet: the next write runs without a savepoint. */
+    let fresh = true;
     const started = performance.now();
     while (pending.length > 0 && done.length < MAX_BATCH && performance.now() - started < MAX_BATCH_MS) {
       const job = pending.shift() as Job;
       // A version allocated by a write that is rolled back wakes nobody.
       const bumpedBefore: boolean = bumped;
-      savepoint.run();
+      const saved = !fresh;
+      if (saved) savepoint.run();
       try {
         const value = await job.fn(writeRepos);
-        release.run();
+        if (saved) release.run();
+        fresh = false;
         done.push({ job, ok: true, value });
       } catch (err) {
+        done.push({ job, ok: false, value: translate(err) });
         if (!db.inTransaction) {
           // SQLite rolled the whole transaction back (an I/O error, a full disk): the writes before it are gone too.
-          done.push({ job, ok: false, value: translate(err) });
           return settle(translate(err));
         }
-        rollbackTo.run();
-        release.run();
         bumped = bumpedBefore;
-        done.push({ job, ok: false, value: translate(err) });
+        if (saved) {
+          rollbackTo.run();
+          release.run();
+          continue;
+        }
+        // The first write: the transaction held nothing else. Roll it back and begin again for the writes after it
+        // (no await in between, so no read or write runs outside a transaction here).
+        rollback.run();
+        try {
+          begin.run();
+        } catch {
+          // The writes already taken failed on their own; the ones still pending go to the next batch.
+          return settle();
+        }
       }
     }
     accepting = false;
