@@ -16,6 +16,7 @@ import { createPostgresRepos, type Queryable } from '../src/storage/postgres/rep
 import { migrateSqlite } from '../src/storage/sqlite/store.js';
 import { createSqliteRepos } from '../src/storage/sqlite/repos.js';
 import { requirePostgresOrSkip, testDatabaseUrl } from './helpers/pg.js';
+import { assoc, cert, zone } from './storage/contract.js';
 
 const ZONE = 'a'.repeat(32);
 const CERT = '00000000-0000-4000-8000-000000000001';
@@ -124,6 +125,66 @@ describe('hot-path queries use indexes', () => {
           for (const table of BIG) assert.doesNotMatch(line, new RegExp(`Seq Scan on ${table}\\b`), `${text}\n${plan.join('\n')}`);
         }
       }
+    } finally {
+      await client.end();
+    }
+  });
+
+  // A text key compared with a key of another collation cannot use its index (PostgreSQL matches them by collation).
+  test('PostgreSQL: every foreign key has the collation of the key it references', { skip: requirePostgresOrSkip() }, async () => {
+    const url = await testDatabaseUrl();
+    await migratePostgres(url);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ fk: string; fk_coll: string; ref_coll: string }>(`
+        SELECT c.conrelid::regclass || '.' || a.attname AS fk, a.attcollation::regcollation::text AS fk_coll,
+               b.attcollation::regcollation::text AS ref_coll
+        FROM pg_constraint c
+        CROSS JOIN LATERAL unnest(c.conkey, c.confkey) AS k(col, refcol)
+        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.col
+        JOIN pg_attribute b ON b.attrelid = c.confrelid AND b.attnum = k.refcol
+        WHERE c.contype = 'f' ORDER BY 1`);
+      assert.ok(rows.length >= 9, `found ${rows.length} foreign keys`);
+      assert.deepEqual(rows.filter((r) => r.fk_coll !== r.ref_coll), []);
+    } finally {
+      await client.end();
+    }
+  });
+
+  // EXPLAIN does not show the statements a trigger runs, and the per-zone version rows are written by triggers on
+  // every certificate and association write (migrations/postgres/006). The transaction's own statistics count every
+  // sequential scan it made, triggers included: with sequential scans discouraged, a scan there means no index could
+  // serve a comparison (zone_data_version.zone_id lacked COLLATE "C", so each row written scanned the whole table).
+  test('PostgreSQL: certificate and association writes scan no table, their triggers included', { skip: requirePostgresOrSkip() }, async () => {
+    const url = await testDatabaseUrl();
+    await migratePostgres(url);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      const r = createPostgresRepos(client, { preparedStatements: false });
+      const account = 'b'.repeat(32);
+      await r.tenancy.insertAccount({ id: account, name: 'plans', createdAt: new Date() });
+      const z = zone(1, account, 'example.com');
+      await r.tenancy.insertZone(z);
+      await r.tenancy.insertZone(zone(2, account, 'example.net'));
+      await client.query('BEGIN');
+      await client.query('SET LOCAL enable_seqscan = off');
+      const c = cert(1, z.id, 'hostname');
+      await r.aop.insertCertificate(c);
+      await r.aop.updateCertificate({ ...c, status: 'active' });
+      await r.aop.upsertAssociations([assoc('a.example.com', z.id, c.id), assoc('b.example.com', z.id, c.id)]);
+      await r.aop.upsertAssociations([assoc('a.example.com', z.id, c.id, { enabled: false })]);
+      await r.aop.upsertAssociation(assoc('c.example.com', z.id, c.id));
+      for (const h of ['a', 'b', 'c']) await r.aop.purgeAssociation(z.id, `${h}.example.com`);
+      await r.aop.purgeCertificate(c.id);
+      const { rows } = await client.query<{ relname: string; seq_scan: string; n_tup_upd: string }>(
+        'SELECT relname, seq_scan, n_tup_upd FROM pg_stat_xact_user_tables ORDER BY relname',
+      );
+      // The triggers did run (the version row was written), and nothing was scanned.
+      assert.ok(rows.some((t) => t.relname === 'zone_data_version' && Number(t.n_tup_upd) > 0), JSON.stringify(rows));
+      assert.deepEqual(rows.filter((t) => Number(t.seq_scan) > 0).map((t) => t.relname), []);
+      await client.query('ROLLBACK');
     } finally {
       await client.end();
     }

@@ -13,11 +13,11 @@ const at = (ms: number) => new Date(T0.getTime() + ms);
 const hex = (n: number) => n.toString(16).padStart(32, '0');
 const uuid = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
 
-function zone(n: number, accountId: string, name: string): Zone {
+export function zone(n: number, accountId: string, name: string): Zone {
   return { id: hex(n), name, accountId, chinaNetwork: n % 2 === 0, aopEnabled: false, status: 'active', createdAt: at(n), modifiedAt: at(n) };
 }
 
-function cert(n: number, zoneId: string, kind: 'zone' | 'hostname', extra: Partial<AopCertificate> = {}): AopCertificate {
+export function cert(n: number, zoneId: string, kind: 'zone' | 'hostname', extra: Partial<AopCertificate> = {}): AopCertificate {
   return {
     id: uuid(n),
     zoneId,
@@ -38,7 +38,7 @@ function cert(n: number, zoneId: string, kind: 'zone' | 'hostname', extra: Parti
   };
 }
 
-function assoc(hostname: string, zoneId: string, certId: string, extra: Partial<HostnameAssociation> = {}): HostnameAssociation {
+export function assoc(hostname: string, zoneId: string, certId: string, extra: Partial<HostnameAssociation> = {}): HostnameAssociation {
   return {
     zoneId,
     hostname,
