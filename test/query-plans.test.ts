@@ -117,39 +117,39 @@ describe('hot-path queries use indexes', () => {
 
   test('PostgreSQL: no sequential scan of a growing table (with sequential scans discouraged)', { skip: requirePostgresOrSkip() }, async () => {
     await withMigratedClient(async (client) => {
-    const seen: { text: string; values: unknown[] }[] = [];
-    const spy: Queryable = {
-      query: (config) => {
-        seen.push({ text: config.text, values: (config.values as unknown[]) ?? [] });
-        return client.query(config);
-      },
-    };
-    await hotPaths(createPostgresRepos(spy, { preparedStatements: false }));
-    assert.ok(seen.length >= 15, `recorded ${seen.length} statements`);
-    // Empty tables make a sequential scan the cheapest plan; discouraged, it is chosen only where no index serves.
-    await client.query('SET enable_seqscan = off');
-    for (const { text, values } of seen) {
-      const plan = (await client.query<{ 'QUERY PLAN': string }>({ text: `EXPLAIN ${text}`, values })).rows.map((r) => r['QUERY PLAN']);
-      for (const line of plan) {
-        for (const table of BIG) assert.doesNotMatch(line, new RegExp(`Seq Scan on ${table}\\b`), `${text}\n${plan.join('\n')}`);
+      const seen: { text: string; values: unknown[] }[] = [];
+      const spy: Queryable = {
+        query: (config) => {
+          seen.push({ text: config.text, values: (config.values as unknown[]) ?? [] });
+          return client.query(config);
+        },
+      };
+      await hotPaths(createPostgresRepos(spy, { preparedStatements: false }));
+      assert.ok(seen.length >= 15, `recorded ${seen.length} statements`);
+      // Empty tables make a sequential scan the cheapest plan; discouraged, it is chosen only where no index serves.
+      await client.query('SET enable_seqscan = off');
+      for (const { text, values } of seen) {
+        const plan = (await client.query<{ 'QUERY PLAN': string }>({ text: `EXPLAIN ${text}`, values })).rows.map((r) => r['QUERY PLAN']);
+        for (const line of plan) {
+          for (const table of BIG) assert.doesNotMatch(line, new RegExp(`Seq Scan on ${table}\\b`), `${text}\n${plan.join('\n')}`);
+        }
       }
-    }
     });
   });
 
   // A text key compared with a key of another collation cannot use its index (PostgreSQL matches them by collation).
   test('PostgreSQL: every foreign key has the collation of the key it references', { skip: requirePostgresOrSkip() }, async () => {
     await withMigratedClient(async (client) => {
-    const { rows } = await client.query<{ fk: string; fk_coll: string; ref_coll: string }>(`
-      SELECT c.conrelid::regclass || '.' || a.attname AS fk, a.attcollation::regcollation::text AS fk_coll,
-             b.attcollation::regcollation::text AS ref_coll
-      FROM pg_constraint c
-      CROSS JOIN LATERAL unnest(c.conkey, c.confkey) AS k(col, refcol)
-      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.col
-      JOIN pg_attribute b ON b.attrelid = c.confrelid AND b.attnum = k.refcol
-      WHERE c.contype = 'f' ORDER BY 1`);
-    assert.ok(rows.length >= 9, `found ${rows.length} foreign keys`);
-    assert.deepEqual(rows.filter((r) => r.fk_coll !== r.ref_coll), []);
+      const { rows } = await client.query<{ fk: string; fk_coll: string; ref_coll: string }>(`
+        SELECT c.conrelid::regclass || '.' || a.attname AS fk, a.attcollation::regcollation::text AS fk_coll,
+               b.attcollation::regcollation::text AS ref_coll
+        FROM pg_constraint c
+        CROSS JOIN LATERAL unnest(c.conkey, c.confkey) AS k(col, refcol)
+        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.col
+        JOIN pg_attribute b ON b.attrelid = c.confrelid AND b.attnum = k.refcol
+        WHERE c.contype = 'f' ORDER BY 1`);
+      assert.ok(rows.length >= 9, `found ${rows.length} foreign keys`);
+      assert.deepEqual(rows.filter((r) => r.fk_coll !== r.ref_coll), []);
     });
   });
 
@@ -159,29 +159,29 @@ describe('hot-path queries use indexes', () => {
   // serve a comparison (zone_data_version.zone_id lacked COLLATE "C", so each row written scanned the whole table).
   test('PostgreSQL: certificate and association writes scan no table, their triggers included', { skip: requirePostgresOrSkip() }, async () => {
     await withMigratedClient(async (client) => {
-    const r = createPostgresRepos(client, { preparedStatements: false });
-    const account = 'b'.repeat(32);
-    await r.tenancy.insertAccount({ id: account, name: 'plans', createdAt: new Date() });
-    const z = zone(1, account, 'example.com');
-    await r.tenancy.insertZone(z);
-    await r.tenancy.insertZone(zone(2, account, 'example.net'));
-    await client.query('BEGIN');
-    await client.query('SET LOCAL enable_seqscan = off');
-    const c = cert(1, z.id, 'hostname');
-    await r.aop.insertCertificate(c);
-    await r.aop.updateCertificate({ ...c, status: 'active' });
-    await r.aop.upsertAssociations([assoc('a.example.com', z.id, c.id), assoc('b.example.com', z.id, c.id)]);
-    await r.aop.upsertAssociations([assoc('a.example.com', z.id, c.id, { enabled: false })]);
-    await r.aop.upsertAssociation(assoc('c.example.com', z.id, c.id));
-    for (const h of ['a', 'b', 'c']) await r.aop.purgeAssociation(z.id, `${h}.example.com`);
-    await r.aop.purgeCertificate(c.id);
-    const { rows } = await client.query<{ relname: string; seq_scan: string; n_tup_upd: string }>(
-      'SELECT relname, seq_scan, n_tup_upd FROM pg_stat_xact_user_tables ORDER BY relname',
-    );
-    // The triggers did run (the version row was written), and nothing was scanned.
-    assert.ok(rows.some((t) => t.relname === 'zone_data_version' && Number(t.n_tup_upd) > 0), JSON.stringify(rows));
-    assert.deepEqual(rows.filter((t) => Number(t.seq_scan) > 0).map((t) => t.relname), []);
-    await client.query('ROLLBACK');
+      const r = createPostgresRepos(client, { preparedStatements: false });
+      const account = 'b'.repeat(32);
+      await r.tenancy.insertAccount({ id: account, name: 'plans', createdAt: new Date() });
+      const z = zone(1, account, 'example.com');
+      await r.tenancy.insertZone(z);
+      await r.tenancy.insertZone(zone(2, account, 'example.net'));
+      await client.query('BEGIN');
+      await client.query('SET LOCAL enable_seqscan = off');
+      const c = cert(1, z.id, 'hostname');
+      await r.aop.insertCertificate(c);
+      await r.aop.updateCertificate({ ...c, status: 'active' });
+      await r.aop.upsertAssociations([assoc('a.example.com', z.id, c.id), assoc('b.example.com', z.id, c.id)]);
+      await r.aop.upsertAssociations([assoc('a.example.com', z.id, c.id, { enabled: false })]);
+      await r.aop.upsertAssociation(assoc('c.example.com', z.id, c.id));
+      for (const h of ['a', 'b', 'c']) await r.aop.purgeAssociation(z.id, `${h}.example.com`);
+      await r.aop.purgeCertificate(c.id);
+      const { rows } = await client.query<{ relname: string; seq_scan: string; n_tup_upd: string }>(
+        'SELECT relname, seq_scan, n_tup_upd FROM pg_stat_xact_user_tables ORDER BY relname',
+      );
+      // The triggers did run (the version row was written), and nothing was scanned.
+      assert.ok(rows.some((t) => t.relname === 'zone_data_version' && Number(t.n_tup_upd) > 0), JSON.stringify(rows));
+      assert.deepEqual(rows.filter((t) => Number(t.seq_scan) > 0).map((t) => t.relname), []);
+      await client.query('ROLLBACK');
     });
   });
 });
