@@ -278,7 +278,7 @@ if (skip) {
             const batch = await r.aop.listCertificatesInStatus(['initializing'], now, 5);
             for (const c of batch) {
               await r.aop.updateCertificate({ ...c, status: 'pending_deployment', statusChangedAt: now });
-              await r.events.record({ subjectKind: 'aop_certificate', subjectId: c.id, fromStatus: 'initializing', toStatus: 'pending_deployment', version: 1, at: now });
+              await r.events.record([{ subjectKind: 'aop_certificate', subjectId: c.id, fromStatus: 'initializing', toStatus: 'pending_deployment', version: 1, at: now }]);
             }
             return batch.length;
           });

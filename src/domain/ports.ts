@@ -154,7 +154,8 @@ export interface LifecycleEvent {
 }
 
 export interface EventRepo {
-  record(e: LifecycleEvent): Promise<void>;
+  /** Records the events in the order given (the deployer writes a pass's transitions together). */
+  record(events: LifecycleEvent[]): Promise<void>;
   /** Events of one subject, oldest first. */
   listForSubject(subjectKind: LifecycleEvent['subjectKind'], subjectId: string): Promise<LifecycleEvent[]>;
 }

@@ -361,14 +361,19 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
 
     test('lifecycle events are recorded per subject, oldest first', async () => {
       await store.write(async (r) => {
-        await r.events.record({ subjectKind: 'association', subjectId: `${z1.id}/a.example.com`, fromStatus: 'pending_deployment', toStatus: 'active', version: 3, at: at(5) });
-        await r.events.record({ subjectKind: 'aop_certificate', subjectId: uuid(1), fromStatus: 'initializing', toStatus: 'pending_deployment', version: 1, at: at(1) });
-        await r.events.record({ subjectKind: 'aop_certificate', subjectId: uuid(1), fromStatus: 'pending_deployment', toStatus: 'active', version: 1, at: at(2) });
+        await r.events.record([]);
+        await r.events.record([{ subjectKind: 'association', subjectId: `${z1.id}/a.example.com`, fromStatus: 'pending_deployment', toStatus: 'active', version: 3, at: at(5) }]);
+        // Several at once are kept in the order given, even where their times say otherwise.
+        await r.events.record([
+          { subjectKind: 'aop_certificate', subjectId: uuid(1), fromStatus: 'initializing', toStatus: 'pending_deployment', version: 1, at: at(2) },
+          { subjectKind: 'association', subjectId: `${z1.id}/b.example.com`, fromStatus: 'initializing', toStatus: 'pending_deployment', version: 4, at: at(2) },
+          { subjectKind: 'aop_certificate', subjectId: uuid(1), fromStatus: 'pending_deployment', toStatus: 'active', version: 1, at: at(1) },
+        ]);
       });
       await store.read(async (r) => {
         assert.deepEqual(await r.events.listForSubject('aop_certificate', uuid(1)), [
-          { subjectKind: 'aop_certificate', subjectId: uuid(1), fromStatus: 'initializing', toStatus: 'pending_deployment', version: 1, at: at(1) },
-          { subjectKind: 'aop_certificate', subjectId: uuid(1), fromStatus: 'pending_deployment', toStatus: 'active', version: 1, at: at(2) },
+          { subjectKind: 'aop_certificate', subjectId: uuid(1), fromStatus: 'initializing', toStatus: 'pending_deployment', version: 1, at: at(2) },
+          { subjectKind: 'aop_certificate', subjectId: uuid(1), fromStatus: 'pending_deployment', toStatus: 'active', version: 1, at: at(1) },
         ]);
         assert.equal((await r.events.listForSubject('association', `${z1.id}/a.example.com`)).length, 1);
         assert.deepEqual(await r.events.listForSubject('aop_certificate', uuid(99)), []);

@@ -245,8 +245,12 @@ const SQL = {
     ON CONFLICT (scope_type, scope_id) DO UPDATE SET status = EXCLUDED.status,
       status_changed_at = EXCLUDED.status_changed_at, version = EXCLUDED.version`,
 
-  recordEvent: `INSERT INTO lifecycle_events (subject_kind, subject_id, from_status, to_status, version, at)
-    VALUES ($1, $2, $3, $4, $5, $6)`,
+  // One statement for a pass's events; ids follow the arrays' order (the ORDER BY of the ordinality).
+  recordEvents: `INSERT INTO lifecycle_events (subject_kind, subject_id, from_status, to_status, version, at)
+    SELECT kind, id, from_status, to_status, version, at
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])
+      WITH ORDINALITY AS e(kind, id, from_status, to_status, version, at, n)
+    ORDER BY n`,
   listEvents: 'SELECT * FROM lifecycle_events WHERE subject_kind = $1 AND subject_id = $2 ORDER BY id',
 
   // The data plane. hostname, zone_id and id are COLLATE "C" in the schema: ORDER BY is binary, as in SQLite.
@@ -455,7 +459,17 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
   };
 
   const events: EventRepo = {
-    record: (e) => exec(SQL.recordEvent, [e.subjectKind, e.subjectId, e.fromStatus, e.toStatus, e.version, ts(e.at)]),
+    async record(list) {
+      if (list.length === 0) return;
+      await exec(SQL.recordEvents, [
+        list.map((e) => e.subjectKind),
+        list.map((e) => e.subjectId),
+        list.map((e) => e.fromStatus),
+        list.map((e) => e.toStatus),
+        list.map((e) => e.version),
+        list.map((e) => ts(e.at)),
+      ]);
+    },
     listForSubject: (kind, id) => all(SQL.listEvents, mappers.toEvent, [kind, id]),
   };
 

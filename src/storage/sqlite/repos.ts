@@ -381,16 +381,12 @@ export function createSqliteRepos(db: Database.Database): Repos {
   };
 
   const events: EventRepo = {
-    async record(e) {
-      q(`INSERT INTO lifecycle_events (subject_kind, subject_id, from_status, to_status, version, at)
-         VALUES (:kind, :id, :from, :to, :version, :at)`).run({
-        kind: e.subjectKind,
-        id: e.subjectId,
-        from: e.fromStatus,
-        to: e.toStatus,
-        version: e.version,
-        at: iso(e.at),
-      });
+    async record(list) {
+      const insert = q(`INSERT INTO lifecycle_events (subject_kind, subject_id, from_status, to_status, version, at)
+         VALUES (:kind, :id, :from, :to, :version, :at)`);
+      for (const e of list) {
+        insert.run({ kind: e.subjectKind, id: e.subjectId, from: e.fromStatus, to: e.toStatus, version: e.version, at: iso(e.at) });
+      }
     },
     listForSubject: async (kind, id) =>
       all(
