@@ -299,6 +299,9 @@ const SQL = {
   advanceVersionTo: 'UPDATE config_version SET version = GREATEST(version, $1::bigint) WHERE id = 1',
 } as const;
 
+/** The arrays of a bulk statement over `unnest(...)`: one array per field, in the rows' order. */
+const columns = <T>(list: T[], ...fields: ((row: T) => unknown)[]): unknown[][] => fields.map((f) => list.map(f));
+
 export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = {}): Repos {
   const prepared = opts.preparedStatements !== false;
   const run = async (text: string, values: unknown[] = []): Promise<Row[]> => {
@@ -370,17 +373,11 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
     getAssociations: (zoneId, hostnames) => all(SQL.getAssociations, mappers.toAssociation, [zoneId, hostnames]),
     async upsertAssociations(list) {
       if (list.length === 0) return;
-      await exec(SQL.upsertAssociations, [
-        list.map((a) => a.zoneId),
-        list.map((a) => a.hostname),
-        list.map((a) => a.certId),
-        list.map((a) => a.enabled),
-        list.map((a) => a.status),
-        list.map((a) => ts(a.statusChangedAt)),
-        list.map((a) => a.version),
-        list.map((a) => ts(a.createdAt)),
-        list.map((a) => ts(a.updatedAt)),
-      ]);
+      await exec(
+        SQL.upsertAssociations,
+        columns(list, (a) => a.zoneId, (a) => a.hostname, (a) => a.certId, (a) => a.enabled, (a) => a.status,
+          (a) => ts(a.statusChangedAt), (a) => a.version, (a) => ts(a.createdAt), (a) => ts(a.updatedAt)),
+      );
     },
     upsertAssociation: (a) =>
       exec(SQL.upsertAssociation, [
@@ -461,14 +458,10 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
   const events: EventRepo = {
     async record(list) {
       if (list.length === 0) return;
-      await exec(SQL.recordEvents, [
-        list.map((e) => e.subjectKind),
-        list.map((e) => e.subjectId),
-        list.map((e) => e.fromStatus),
-        list.map((e) => e.toStatus),
-        list.map((e) => e.version),
-        list.map((e) => ts(e.at)),
-      ]);
+      await exec(
+        SQL.recordEvents,
+        columns(list, (e) => e.subjectKind, (e) => e.subjectId, (e) => e.fromStatus, (e) => e.toStatus, (e) => e.version, (e) => ts(e.at)),
+      );
     },
     listForSubject: (kind, id) => all(SQL.listEvents, mappers.toEvent, [kind, id]),
   };
