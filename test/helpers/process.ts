@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,7 +56,18 @@ export interface StartProcessOptions {
 
 export { freePort };
 
-export const tempDataDir = (): string => mkdtempSync(join(tmpdir(), 'certplane-e2e-'));
+const dataDirs = new Set<string>();
+
+/**
+ * A fresh data directory for a server process, removed when this test process exits (a test may restart a server
+ * on it, so it outlives each server; the whole-run secrets scan has copied its database files by then).
+ */
+export function tempDataDir(): string {
+  if (dataDirs.size === 0) process.once('exit', () => dataDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+  const dir = mkdtempSync(join(tmpdir(), 'certplane-e2e-'));
+  dataDirs.add(dir);
+  return dir;
+}
 
 /** The child's environment: ours minus any CERTPLANE_* / CLOUDFLARE_* settings, plus the test's. */
 export async function childEnv(dir: string, extra: Record<string, string> = {}): Promise<NodeJS.ProcessEnv> {
