@@ -41,8 +41,9 @@ async function seedZone(zone) {
       const cert = await r.aop.getCertificate(zone.id, 'hostname', id);
       await r.aop.updateCertificate({ ...cert, status: 'active', statusChangedAt: now, version });
     }
-    for (let j = 0; j < PER_ZONE; j++) {
-      await r.aop.upsertAssociation({
+    // The bulk statement a PUT uses: one round trip for the zone's associations on PostgreSQL.
+    await r.aop.upsertAssociations(
+      Array.from({ length: PER_ZONE }, (_, j) => ({
         zoneId: zone.id,
         hostname: `h${j}.${zone.name}`,
         certId: ids[Math.floor(j / (PER_ZONE / CERTS_PER_ZONE))],
@@ -52,8 +53,8 @@ async function seedZone(zone) {
         version,
         createdAt: now,
         updatedAt: now,
-      });
-    }
+      })),
+    );
   });
   return ids;
 }

@@ -195,12 +195,6 @@ const SQL = {
     ON CONFLICT (zone_id, hostname) DO UPDATE SET cert_id = EXCLUDED.cert_id, enabled = EXCLUDED.enabled,
       status = EXCLUDED.status, status_changed_at = EXCLUDED.status_changed_at, version = EXCLUDED.version,
       created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at`,
-  upsertAssociation: `INSERT INTO aop_associations (zone_id, hostname, cert_id, enabled, status, status_changed_at, version,
-      created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-    ON CONFLICT (zone_id, hostname) DO UPDATE SET cert_id = EXCLUDED.cert_id, enabled = EXCLUDED.enabled,
-      status = EXCLUDED.status, status_changed_at = EXCLUDED.status_changed_at, version = EXCLUDED.version,
-      created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at`,
   purgeAssociation: 'DELETE FROM aop_associations WHERE zone_id = $1 AND hostname = $2',
   countAssociations: `SELECT count(*) AS n FROM aop_associations
     WHERE zone_id = $1 AND ($2::text[] IS NULL OR status = ANY($2::text[]))`,
@@ -379,18 +373,8 @@ export function createPostgresRepos(db: Queryable, opts: PostgresReposOptions = 
           (a) => ts(a.statusChangedAt), (a) => a.version, (a) => ts(a.createdAt), (a) => ts(a.updatedAt)),
       );
     },
-    upsertAssociation: (a) =>
-      exec(SQL.upsertAssociation, [
-        a.zoneId,
-        a.hostname,
-        a.certId,
-        a.enabled,
-        a.status,
-        ts(a.statusChangedAt),
-        a.version,
-        ts(a.createdAt),
-        ts(a.updatedAt),
-      ]),
+    // One statement for one row or many.
+    upsertAssociation: (a) => aop.upsertAssociations([a]),
     purgeAssociation: (zoneId, hostname) => exec(SQL.purgeAssociation, [zoneId, hostname]),
     async listAssociations(zoneId, statuses, page) {
       const params = [zoneId, statuses ?? null];
