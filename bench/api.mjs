@@ -69,7 +69,7 @@ const MASTER_KEY = 'b'.repeat(64); // benchmark databases only
 const UPLOAD_PER_ZONE = 10;
 /** The reads the 1M/1k target judges, measured again in pairs (pairedReads). */
 const PAIRED = ['status', 'certificate', 'list50', 'list1000'];
-const PAIRED_ROUNDS = Number(value("--paired-rounds", 5));
+const PAIRED_ROUNDS = Number(value('--paired-rounds', 5));
 const UPLOAD_ZONES = Math.max(1000, Math.ceil((3500 * (opts.warmupS + opts.durationS)) / UPLOAD_PER_ZONE / 500) * 500);
 const UPLOAD_CERTS = 300;
 const cacheDir = join(root, 'bench/.cache');
@@ -202,7 +202,7 @@ async function sqliteDataset(size, certsFile) {
     renameSync(tmp, cached);
     log(`seeded in ${seededInS} s`);
   }
-  const path = join(work, `sqlite-${size}-${Date.now()}.db`);
+  const path = join(work, `sqlite-${size}.db`);
   copyFileSync(cached, path);
   return { db: { path }, manifest: JSON.parse(readFileSync(manifest, 'utf8')), seededInS, cached: seededInS === null };
 }
