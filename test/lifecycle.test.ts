@@ -19,7 +19,7 @@ import { createDeployer, createTimerGate, type DeploymentGate } from '../src/dom
 import type { LifecycleTiming } from '../src/domain/config.js';
 import type { AopCertificate, AopCertificateKind, HostnameAssociation, LifecycleStatus } from '../src/domain/model.js';
 import type { SettingsRollout, Store } from '../src/domain/ports.js';
-import { openTestStore } from './helpers/store.js';
+import { onPostgres, openTestStore } from './helpers/store.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -627,6 +627,22 @@ test('deployer.tick reports transitions and purges exactly and moves each subjec
     assert.deepEqual(await readAssoc(f, aRetained), aRetained);
     assert.equal(await readAssoc(f, aExpired), null);
     assert.deepEqual(await readRollout(f, rollout), moved(rollout, 'active'));
+    // Each transition was recorded once, with the version it deploys (the pass writes them together at its end).
+    const events = await f.store.read(async (r) => ({
+      init: await r.events.listForSubject('aop_certificate', init.id),
+      aReady: await r.events.listForSubject('association', `${f.zoneId}/${aReady.hostname}`),
+      rollout: await r.events.listForSubject('access_settings', `zone/${f.zoneId}`),
+      notReady: await r.events.listForSubject('aop_certificate', notReady.id),
+    }));
+    const event = (kind: 'aop_certificate' | 'association' | 'access_settings', id: string, from: LifecycleStatus, to: LifecycleStatus, version: number) => [
+      { subjectKind: kind, subjectId: id, fromStatus: from, toStatus: to, version, at: now },
+    ];
+    assert.deepEqual(events, {
+      init: event('aop_certificate', init.id, 'initializing', 'pending_deployment', init.version),
+      aReady: event('association', `${f.zoneId}/${aReady.hostname}`, 'pending_deployment', 'active', aReady.version),
+      rollout: event('access_settings', `zone/${f.zoneId}`, 'pending_deployment', 'active', 3),
+      notReady: [],
+    });
 
     // Same instant: nothing else is due (one step per tick: `init` is pending_deployment as of now).
     assert.deepEqual(await deployer.tick(), { transitions: 0, purged: 0 });
@@ -671,6 +687,47 @@ test('deployer.tick reports transitions and purges exactly and moves each subjec
       ],
     });
   } finally {
+    await f.close();
+  }
+});
+
+// PostgreSQL only: on SQLite the one writer would make the tick wait for the held write instead of skipping it.
+test('deployer.tick leaves a zone an API request holds for the next pass and moves the other zones', { skip: !onPostgres && 'PostgreSQL only' }, async () => {
+  const f = await openFixture();
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  let locked!: () => void;
+  let request: Promise<void> | undefined;
+  try {
+    const deployer = createDeployer({ store: f.store, clock: f.clock, gate: createTimerGate(TIMING), timing: TIMING });
+    const other = randomBytes(16).toString('hex');
+    await f.store.write(async (r) => {
+      const z = await r.tenancy.getZone(f.zoneId);
+      await r.tenancy.insertZone({ ...z!, id: other, name: 'other-lifecycle.test' });
+    });
+    const held = [certRow(f, 'initializing', T0), assocRow(f, 'a.lifecycle.test', 'pending_deployment', T0 - 1_000), assocRow(f, 'b.lifecycle.test', 'pending_deployment', T0 - 1_000)];
+    const free = [{ ...certRow(f, 'initializing', T0), zoneId: other }, { ...assocRow(f, 'a.other-lifecycle.test', 'pending_deployment', T0 - 1_000), zoneId: other }];
+    await insert(f, [held[0] as AopCertificate, free[0] as AopCertificate], [held[1], held[2], free[1]] as HostnameAssociation[]);
+    // An API request holding the first zone's lock until told to finish.
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    request = f.store.write(async (r) => {
+      await r.locks.zone(f.zoneId);
+      locked();
+      await finished;
+    });
+    await isLocked;
+    assert.deepEqual(await deployer.tick(), { transitions: 2, purged: 0 }, 'only the free zone moves');
+    assert.equal((await readCert(f, free[0] as AopCertificate))?.status, 'pending_deployment');
+    assert.equal((await readAssoc(f, free[1] as HostnameAssociation))?.status, 'active');
+    assert.equal((await readCert(f, held[0] as AopCertificate))?.status, 'initializing');
+    for (const a of [held[1], held[2]] as HostnameAssociation[]) assert.equal((await readAssoc(f, a))?.status, 'pending_deployment');
+    finish();
+    await request;
+    assert.deepEqual(await deployer.tick(), { transitions: 3, purged: 0 }, 'the next pass takes the zone');
+    for (const a of [held[1], held[2]] as HostnameAssociation[]) assert.equal((await readAssoc(f, a))?.status, 'active');
+  } finally {
+    finish();
+    await request;
     await f.close();
   }
 });
