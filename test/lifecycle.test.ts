@@ -691,8 +691,9 @@ test('deployer.tick reports transitions and purges exactly and moves each subjec
   }
 });
 
-// PostgreSQL only: on SQLite the one writer would make the tick wait for the held write instead of skipping it.
-test('deployer.tick leaves a zone an API request holds for the next pass and moves the other zones', { skip: !onPostgres && 'PostgreSQL only' }, async () => {
+// Registered on the PostgreSQL run of this file only (run-tests runs it on both): on SQLite the one writer makes the
+// tick wait for the held write, so there is no lock to skip and nothing for this test to check.
+if (onPostgres) test('deployer.tick leaves a zone an API request holds for the next pass and moves the other zones', async () => {
   const f = await openFixture();
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));
