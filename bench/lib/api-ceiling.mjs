@@ -37,16 +37,20 @@ if (mode === 'fastify') {
   await app.listen({ host: '127.0.0.1', port: Number(portArg) });
   ready();
 } else {
-  const server = http.createServer((req, res) => {
-    req.on('data', () => undefined);
-    req.on('end', () => {
-      res.writeHead(answer.status, {
-        'content-type': 'application/json; charset=utf-8',
-        'cache-control': 'no-store',
-        'content-length': answer.body.length,
-      });
-      res.end(answer.body);
+  const send = (res) => {
+    res.writeHead(answer.status, {
+      'content-type': 'application/json; charset=utf-8',
+      'cache-control': 'no-store',
+      'content-length': answer.body.length,
     });
+    res.end(answer.body);
+  };
+  const server = http.createServer((req, res) => {
+    // A request without a body is answered at once: waiting for the 'end' of an empty body costs a GET 10-20 % of
+    // this server's CPU (measured 2026-12-03), and certplane's answer-from-memory step does not wait for it either.
+    if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) return send(res);
+    req.on('data', () => undefined);
+    req.on('end', () => send(res));
   });
   server.keepAliveTimeout = 72_000;
   server.listen(Number(portArg), '127.0.0.1', ready);
