@@ -587,10 +587,12 @@ async function pairedReads() {
     const dataDir = join(work, `data-paired-${size}`);
     const server = await startCertplane(`sqlite-${size >= 1e6 ? '1M' : '1k'} (paired)`, dataset, dataDir);
     const list = Object.fromEntries(scenarios(dataset.manifest, uploadCerts).map((sc) => [sc.name, sc]));
-    side[size] = { dataset, server, list, cursor: {} };
+    side[size] = { dataset, server, list };
   }
-  const ceiling = await startCeiling();
-  ceiling.name = 'ceiling (paired)';
+  // The ceiling process of the main runs; its paired runs are kept here, not among the main table's ceiling rows.
+  ceilingServer ??= await startCeiling();
+  const ceiling = ceilingServer;
+  const median = (xs, key = (x) => x) => [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)];
   try {
     for (const n of PAIRED.filter((x) => !opts.only || opts.only.includes(x))) {
       // The ceiling answers the 1k server's bytes; the 1M server's answer to the same request has the same size.
@@ -599,33 +601,29 @@ async function pairedReads() {
       const bytes = (size) => Buffer.byteLength(probes[size].body);
       if (bytes(1000) !== bytes(1000000)) log(`paired ${n}: the 1k server answered ${bytes(1000)} B, the 1M server ${bytes(1000000)} B`);
       await ceiling.setAnswer(probes[1000].status, probes[1000].body);
-      const runs = { k1: [], ceiling: [], m1: [] };
-      const ceilingCursor = { i: 0 };
+      // A round: 1k, the ceiling, 1M; each keeps its place in the request list from round to round.
+      const lane = (server, sc) => ({ server, sc, cursor: { i: 0 }, runs: [] });
+      const lanes = { k1: lane(side[1000].server, side[1000].list[n]), ceiling: lane(ceiling, side[1000].list[n]), m1: lane(side[1000000].server, side[1000000].list[n]) };
       for (let round = 0; round < PAIRED_ROUNDS; round++) {
-        for (const who of ['k1', 'ceiling', 'm1']) {
-          const server = who === 'ceiling' ? ceiling : side[who === 'k1' ? 1000 : 1000000].server;
-          const sc = who === 'ceiling' ? side[1000].list[n] : side[who === 'k1' ? 1000 : 1000000].list[n];
-          const cursor = who === 'ceiling' ? ceilingCursor : (side[who === 'k1' ? 1000 : 1000000].cursor[n] ??= { i: 0 });
-          const { wrkOutput, ...row } = await measure(server, sc, cursor, { ceiling: who === 'ceiling' });
-          runs[who].push(row);
+        for (const [who, l] of Object.entries(lanes)) {
+          const { wrkOutput, ...row } = await measure(l.server, l.sc, l.cursor, { ceiling: who === 'ceiling' });
+          l.runs.push(row);
         }
       }
-      const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-      const med = (rows) => [...rows].sort((a, b) => a.serverCpuPerReqUs - b.serverCpuPerReqUs)[Math.floor(rows.length / 2)];
-      // Each certplane run against the ceiling run of its own round (right before 1M, right after 1k).
+      const runs = { k1: lanes.k1.runs, ceiling: lanes.ceiling.runs, m1: lanes.m1.runs };
+      const byCpu = (r) => r.serverCpuPerReqUs;
+      // Each certplane run against the ceiling run of its own round (right after 1k, right before 1M).
       const vs = (who) => runs[who].map((r, i) => r3(r.rps / runs.ceiling[i].rps));
       results.paired[n] = {
         rounds: PAIRED_ROUNDS,
         responseBytes: bytes(1000),
-        k1: med(runs.k1),
-        m1: med(runs.m1),
-        ceiling: med(runs.ceiling),
+        k1: median(runs.k1, byCpu),
+        m1: median(runs.m1, byCpu),
         vsCeiling: { k1: median(vs('k1')), m1: median(vs('m1')), runs: { k1: vs('k1'), m1: vs('m1') } },
         runs,
       };
     }
   } finally {
-    await stopChild(ceiling.child);
     for (const sd of Object.values(side)) {
       await stopChild(sd.server.child, 10_000);
       rmSync(sd.dataset.db.path, { force: true });
@@ -682,12 +680,13 @@ function targets() {
   };
   const sc = (srv, n) => srv?.scenarios[n];
   const pct = (x) => `${Math.round(x * 100)} %`;
+  // From the paired rounds when there are any (the ceiling run between the two certplane runs of its round; the
+  // median of the rounds' ratios), else from the main table's row against the ceiling run right before it (and in
+  // runs saved before 2026-12-03 15:00, whose rounds had no ceiling).
+  const p = results.paired?.status?.vsCeiling ? results.paired.status : null;
   for (const [srv, tag, side] of [[s1k, '1k', 'k1'], [s1m, '1M', 'm1']]) {
     const row = sc(srv, 'status');
     if (!row) continue;
-    // From the paired rounds when there are any (the ceiling run between the two certplane runs of its round; the
-    // median of the rounds' ratios), else from the main table's row against the ceiling run right before it.
-    const p = results.paired?.status?.vsCeiling ? results.paired.status : null;
     const ratio = p ? p.vsCeiling[side] : row.vsCeiling;
     const how = p ? `paired, median of ${p.rounds}: ${pct(ratio)} (rounds ${p.vsCeiling.runs[side].map(pct).join(', ')}); main table ${pct(row.vsCeiling)}` : pct(ratio);
     t(`SQLite GET hostname status ≥ 75 % of the ceiling (${tag})`, how, ratio >= 0.75, p ? [...p.runs[side], row] : [row]);
