@@ -429,7 +429,12 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     reply.header('cache-control', 'no-store');
     // A kept answer is exactly what this path sends (the serialised envelope), so both paths answer the same bytes.
     const keep = keeping.get(req);
-    if (keep && reply.statusCode === 200 && typeof payload === 'string') answers.put(req.url, { ...keep, body: Buffer.from(payload) });
+    if (keep && reply.statusCode === 200 && typeof payload === 'string') {
+      // Written out field by field, not `{ ...keep, body }`: V8 gave each spread copy a map of its own, so the
+      // answer-from-memory step's reads of these fields missed its inline caches on every request (--log-ic).
+      const answer: CachedAnswer = { zoneId: keep.zoneId, permission: keep.permission, versions: keep.versions, body: Buffer.from(payload) };
+      answers.put(req.url, answer);
+    }
     done(null, payload);
   });
 
