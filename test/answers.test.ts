@@ -5,10 +5,11 @@
  * the credential checks are the full path's. Runs on SQLite and PostgreSQL.
  */
 import assert from 'node:assert/strict';
+import * as http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { createAnswerCache } from '../src/api/answers.js';
 import { createAopService } from '../src/domain/aop.js';
-import { createTenancyService } from '../src/domain/tenancy.js';
+import { createTenancyService, hashSecret } from '../src/domain/tenancy.js';
 import type { Store } from '../src/domain/ports.js';
 import { randomIds } from '../src/main.js';
 import { makeLeaf } from './helpers/certs.js';
@@ -180,6 +181,58 @@ describe('answers kept ready to send', () => {
     assert.equal(hits(), before);
     // The bootstrap token still gets the kept answer.
     await getTwice(path);
+  });
+
+  test('one keep-alive connection that changes its credential is judged by the credential of each request', async () => {
+    const path = `/client/v4${base()}/hostnames/${host(2)}`;
+    const good = await s.makeToken(['ssl:read'], [{ type: 'all' }]);
+    const accessOnly = await s.makeToken(['access-certificate:read'], [{ type: 'all' }]);
+    const revoked = await s.makeToken(['ssl:read'], [{ type: 'all' }]);
+    // One connection for every request below: the answer-from-memory step remembers per connection the bearer header
+    // it last sent (BearerDigests), so each switch of header on it must be read afresh.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const url = new URL(s.baseUrl);
+    const sockets = new Set<unknown>();
+    const get = (authorization: string) =>
+      new Promise<{ status: number; body: { success: boolean; errors: { code: number }[] } }>((resolve, reject) => {
+        const req = http.get({ host: url.hostname, port: url.port, path, agent, headers: { authorization } }, (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d));
+          res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+        });
+        req.on('socket', (socket) => sockets.add(socket));
+        req.on('error', reject);
+      });
+    try {
+      const expectOk = async (authorization: string) => assert.deepEqual([(await get(authorization)).status], [200], authorization);
+      const expectError = async (authorization: string, status: number, code: number) => {
+        const r = await get(authorization);
+        assert.equal(r.status, status, authorization);
+        assert.deepEqual(r.body.errors.map((e) => e.code), [code], authorization);
+      };
+      await expectOk(`Bearer ${good}`);
+      const before = hits();
+      await expectOk(`Bearer ${good}`);
+      assert.equal(hits(), before + 1, 'answered from memory');
+      await expectError(`Bearer ${accessOnly}`, 403, 10000);
+      await expectError(`Bearer ${accessOnly}`, 403, 10000);
+      await expectOk(`Bearer ${good}`);
+      await expectError('Bearer not a token!', 400, 6003);
+      await expectError(`Bearer ${'A'.repeat(40)}`, 401, 9109);
+      await expectOk(`bearer ${good}`);
+      await expectOk(`Bearer ${revoked}`);
+      await expectOk(`Bearer ${revoked}`);
+      const row = (await s.cp.services.tenancy.listTokens()).find((t) => t.secretHash === hashSecret(revoked))!;
+      await s.cp.services.tenancy.revokeToken(row.id);
+      const hitsBefore = hits();
+      await expectError(`Bearer ${revoked}`, 401, 9109);
+      await expectError(`Bearer ${revoked}`, 401, 9109);
+      assert.equal(hits(), hitsBefore, 'the revoked token was never answered from memory');
+      await expectOk(`Bearer ${good}`);
+      assert.equal(sockets.size, 1, 'every request went over the same connection');
+    } finally {
+      agent.destroy();
+    }
   });
 
   test('many concurrent GETs interleaved with writes never see an answer older than a write they followed', async () => {

@@ -17,7 +17,7 @@ import type { Principal, TenancyService } from '../domain/tenancy.js';
 import { StorageError } from '../storage/errors.js';
 import type { DataVersions } from '../domain/ports.js';
 import { answerHeaders, canAnswerFromMemory, createAnswerCache, sendAnswer, type AnswerCache, type CachedAnswer } from './answers.js';
-import { authenticate, authenticateFromMemory, authorizeAccount, authorizeZone, authorizeZoneFromMemory } from './auth.js';
+import { authenticate, authenticateFromMemory, authorizeAccount, authorizeZone, authorizeZoneFromMemory, type BearerDigests } from './auth.js';
 import { fail, ok, type ResultInfo, type WireMessage } from './envelope.js';
 import { ApiError, render, type ApiErrorKind, type ErrorFamily, type RenderedError } from './errors.js';
 import { compileBody } from './validate.js';
@@ -219,6 +219,8 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
   /** Successful answers to keep, by request: what the handler knew (zone, permission, versions), until onSend has the bytes. */
   const keeping = new WeakMap<FastifyRequest, Omit<CachedAnswer, 'body'>>();
   const timeouts = timeoutOptions(options.timeouts);
+  /** Per connection (its socket), the bearer header it last sent and its token's digest (see BearerDigests). */
+  const bearerDigests: BearerDigests = new WeakMap();
 
   /**
    * A GET answered from memory: the same credential checks as the full path (onRequest below), then the kept bytes.
@@ -244,7 +246,7 @@ export function buildServer(services: ApiServices, options: ApiOptions = {}): Fa
     // that tenancy version (no read, no further promise); anything they cannot tell goes to the full path.
     return services.tenancy.versions(kept.zoneId).then((v) => {
       if (v.tenancy !== kept.versions.tenancy || v.zone !== kept.versions.zone) return false;
-      const principal = authenticateFromMemory(services.tenancy, req.headers, v.tenancy);
+      const principal = authenticateFromMemory(services.tenancy, req, v.tenancy, bearerDigests);
       if (!principal || !authorizeZoneFromMemory(services.tenancy, principal, kept.zoneId, kept.permission, v.tenancy)) return false;
       if ((app.log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled?.('info')) {
         // The line Fastify logs for a request it answers (its "incoming request" line is folded into this one).

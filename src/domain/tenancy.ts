@@ -334,9 +334,10 @@ export function createTenancyService(deps: { store: Store; clock: Clock; ids: Id
      * and not-before are checked now, as on every use.
      */
     peek: {
-      token(secret: string, version: number): TokenCheck | undefined {
+      /** `secretHash`: the token's `hashSecret`, which the caller may have kept from an earlier request. */
+      token(secretHash: string, version: number): TokenCheck | undefined {
         if (cache.version !== version) return undefined;
-        const token = cache.tokens.get(hashSecret(secret));
+        const token = cache.tokens.get(secretHash);
         return token && checkTokenRow(token);
       },
       apiKey(email: string, apiKey: string, version: number): Principal | null | undefined {
