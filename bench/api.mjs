@@ -24,6 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { issue } from './lib/certs.mjs';
 import { cpuSeconds, freePort, has, run, sleep, spawnTracked, stopChild } from './lib/proc.mjs';
+import { TOKEN, serverEnv as certplaneEnv } from './lib/api-env.mjs';
 import { runWrk, writeLuaScript } from './lib/wrk.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -61,8 +62,6 @@ for (const s of opts.sizes) if (!(s >= 1000 && s % 1000 === 0)) throw new Error(
 const cpuCount = availableParallelism();
 const canPin = opts.pin && cpuCount >= 2 && has('taskset');
 const CPU = canPin ? { server: '0', load: '1' } : { server: null, load: null };
-const TOKEN = 'BenchBenchBenchBenchBenchBenchBenchBench'; // 40 characters: the bootstrap token of every bench database
-const MASTER_KEY = 'b'.repeat(64); // benchmark databases only
 // The upload scenario puts Cloudflare's limit of 10 certificates in each of these zones (it sends each (zone,
 // certificate) pair once): enough pairs for the warm-up and the run at up to about 7,000 uploads per second (3,500 ran
 // out in the full run of 2026-12-03 15:35, when SQLite 1k uploaded about 3,300 a second), so a
@@ -161,22 +160,7 @@ function schemaKey() {
 }
 
 function serverEnv(db, dataDir = join(work, 'data')) {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('CERTPLANE_')) delete env[k];
-  return {
-    ...env,
-    CERTPLANE_DATA_DIR: dataDir,
-    CERTPLANE_MASTER_KEY: MASTER_KEY,
-    CERTPLANE_BOOTSTRAP_ZONE: 'bench-z0.com',
-    CERTPLANE_BOOTSTRAP_TOKEN: TOKEN,
-    CERTPLANE_LOG_LEVEL: 'warn',
-    // The Access scenario writes settings back to back (Cloudflare answers 409 while the previous write deploys).
-    CERTPLANE_ACCESS_SETTINGS_CONFLICT: 'false',
-    // One token drives tens of thousands of requests per second from one IP: Cloudflare's rate limits are off.
-    CERTPLANE_RATE_LIMIT: '0',
-    CERTPLANE_IP_RATE_LIMIT: '0',
-    ...(db.url ? { CERTPLANE_DATABASE_URL: db.url } : { CERTPLANE_DATABASE: db.path }),
-  };
+  return certplaneEnv(db, dataDir);
 }
 
 async function seed(db, size, manifest, certsFile) {
@@ -505,17 +489,24 @@ async function certplaneRuns(dialect, size) {
   if (dataset.db.path) rmSync(dataset.db.path, { force: true });
 }
 
-let ceilingServer = null;
 /**
  * The ceiling for one scenario, measured right before the server it is compared with: the bare node:http server
  * answers the bytes that server just answered, under the same wrk settings. Adjacent runs see the same machine.
+ * Each row gets a ceiling process of its own, as each certplane server is fresh for its first scenario: in the full
+ * run of 2026-12-03 18:12 one ceiling process kept for the whole run went from 18-20 to 30-40 µs of CPU a request
+ * halfway through and stayed there while certplane's servers did not (not reproduced in a short run; a fresh process
+ * per row keeps whatever it was out of the ratios).
  */
 async function measureCeiling(sc, answer) {
-  ceilingServer ??= await startCeiling();
-  await ceilingServer.setAnswer(answer.status, answer.body);
-  const { wrkOutput, ...row } = await measure(ceilingServer, sc, { i: 0 }, { ceiling: true });
-  (results.ceiling[sc.name] ??= { responseBytes: Buffer.byteLength(answer.body), connections: row.connections, runs: [] }).runs.push(row);
-  return { ...row, wrkOutput };
+  const ceiling = await startCeiling();
+  try {
+    await ceiling.setAnswer(answer.status, answer.body);
+    const { wrkOutput, ...row } = await measure(ceiling, sc, { i: 0 }, { ceiling: true });
+    (results.ceiling[sc.name] ??= { responseBytes: Buffer.byteLength(answer.body), connections: row.connections, runs: [] }).runs.push(row);
+    return { ...row, wrkOutput };
+  } finally {
+    await stopChild(ceiling.child);
+  }
 }
 
 let frameworkServer = null;
@@ -589,9 +580,6 @@ async function pairedReads() {
     const list = Object.fromEntries(scenarios(dataset.manifest, uploadCerts).map((sc) => [sc.name, sc]));
     side[size] = { dataset, server, list };
   }
-  // The ceiling process of the main runs; its paired runs are kept here, not among the main table's ceiling rows.
-  ceilingServer ??= await startCeiling();
-  const ceiling = ceilingServer;
   const median = (xs, key = (x) => x) => [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)];
   try {
     for (const n of PAIRED.filter((x) => !opts.only || opts.only.includes(x))) {
@@ -600,15 +588,22 @@ async function pairedReads() {
       for (const size of [1000, 1000000]) probes[size] = await request(side[size].server.port, side[size].list[n].requests[0], HEADERS);
       const bytes = (size) => Buffer.byteLength(probes[size].body);
       if (bytes(1000) !== bytes(1000000)) log(`paired ${n}: the 1k server answered ${bytes(1000)} B, the 1M server ${bytes(1000000)} B`);
+      // A ceiling process of its own for each read's rounds (see measureCeiling); its runs are kept here, not among the
+      // main table's ceiling rows.
+      const ceiling = await startCeiling();
       await ceiling.setAnswer(probes[1000].status, probes[1000].body);
       // A round: 1k, the ceiling, 1M; each keeps its place in the request list from round to round.
       const lane = (server, sc) => ({ server, sc, cursor: { i: 0 }, runs: [] });
       const lanes = { k1: lane(side[1000].server, side[1000].list[n]), ceiling: lane(ceiling, side[1000].list[n]), m1: lane(side[1000000].server, side[1000000].list[n]) };
-      for (let round = 0; round < PAIRED_ROUNDS; round++) {
-        for (const [who, l] of Object.entries(lanes)) {
-          const { wrkOutput, ...row } = await measure(l.server, l.sc, l.cursor, { ceiling: who === 'ceiling' });
-          l.runs.push(row);
+      try {
+        for (let round = 0; round < PAIRED_ROUNDS; round++) {
+          for (const [who, l] of Object.entries(lanes)) {
+            const { wrkOutput, ...row } = await measure(l.server, l.sc, l.cursor, { ceiling: who === 'ceiling' });
+            l.runs.push(row);
+          }
         }
+      } finally {
+        await stopChild(ceiling.child);
       }
       const runs = { k1: lanes.k1.runs, ceiling: lanes.ceiling.runs, m1: lanes.m1.runs };
       const byCpu = (r) => r.serverCpuPerReqUs;
@@ -643,7 +638,6 @@ try {
     await prismRuns(m);
   }
 } finally {
-  if (ceilingServer) await stopChild(ceilingServer.child);
   if (frameworkServer) await stopChild(frameworkServer.child);
   if (cluster) await cluster.stop().catch(() => undefined);
   rmSync(work, { recursive: true, force: true });

@@ -5,13 +5,14 @@
  * The feed never carries a private key in clear: keys travel sealed, exactly as stored, and an edge opens them with
  * the installation's master key. A feed response therefore reveals nothing to whoever reads it without that key.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { PkiError, keyMatchesCertificate, parseCertificates, parsePrivateKey } from '../pki/index.js';
 import { DomainError } from './errors.js';
 import { isSubdomainOrEqual } from './hostnames.js';
 import type { AccessCertificate, AccessHostnameSetting, AopCertificate, EdgeFailure, EdgeHostname, EdgeNode, Zone } from './model.js';
 import type { Clock, Ids, Repos, Sealer, Store } from './ports.js';
 import { bumpVersion, owningZone, requireHostname } from './shared.js';
+import { hashSecret } from './tenancy.js';
 
 /** Record id under which an edge hostname's server key is sealed. */
 export const serverKeyRecordId = (hostname: string) => `edge-hostname:${hostname}`;
@@ -43,7 +44,6 @@ export interface EdgeHostnameInput {
   keyPem: string;
 }
 
-const hashSecret = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 const EDGE_SECRET_RE = /^cpe_[A-Za-z0-9_-]{43}$/;
 
 const LIVE: AopCertificate['status'][] = ['initializing', 'pending_deployment', 'active', 'deployment_timed_out'];
