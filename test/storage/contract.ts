@@ -793,12 +793,16 @@ export function runStorageContract(name: string, factory: () => Promise<Store>):
       await changed('association updated');
       await store.write((r) => r.aop.upsertAssociations([assoc('ver2.example.com', z1.id, uuid(1)), assoc('ver3.example.com', z1.id, uuid(1))]));
       await changed('associations upserted in bulk');
+      await store.write((r) => r.aop.upsertAssociations([assoc('ver2.example.com', z1.id, uuid(1), { enabled: false }), assoc('ver3.example.com', z1.id, uuid(1), { enabled: false })]));
+      await changed('associations updated in bulk');
+      await store.write((r) => r.aop.upsertAssociations([assoc('ver3.example.com', z1.id, uuid(1)), assoc('ver5.example.com', z1.id, uuid(1))]));
+      await changed('one association updated and one inserted by one statement');
       await store.write((r) => r.aop.insertCertificate(cert(90, z1.id, 'hostname', { fingerprintSha256: 'fp-versions' })));
       await changed('certificate inserted');
       await store.write((r) => r.aop.updateCertificate(cert(90, z1.id, 'hostname', { fingerprintSha256: 'fp-versions', status: 'active' })));
       await changed('certificate updated');
       await store.write(async (r) => {
-        for (const h of ['ver1', 'ver2', 'ver3']) await r.aop.purgeAssociation(z1.id, `${h}.example.com`);
+        for (const h of ['ver1', 'ver2', 'ver3', 'ver5']) await r.aop.purgeAssociation(z1.id, `${h}.example.com`);
       });
       await changed('associations purged');
       await store.write((r) => r.aop.purgeCertificate(uuid(90)));
